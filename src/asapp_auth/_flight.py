@@ -1,0 +1,120 @@
+"""``Flight``: one piece of work in progress whose outcome many callers wait for.
+
+Threads wait on a ``threading.Event``; asyncio tasks, on any number of event loops, wait on a
+future of their own loop that the flight completes with ``call_soon_threadsafe``. No lock is held
+while anyone waits, so a cancelled task leaves nothing locked behind it: it only removes its own
+future. The first ``resolve``/``fail`` wins; later ones are ignored and report ``False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["Flight"]
+
+
+class Flight(Generic[T]):
+    __slots__ = (
+        "_error",
+        "_event",
+        "_lock",
+        "_loops",
+        "_on_timeout",
+        "_timeout_error",
+        "_value",
+        "deadline",
+        "orphaned",
+    )
+
+    def __init__(
+        self,
+        timeout: float,
+        timeout_error: Callable[[], BaseException],
+        on_timeout: Callable[[Flight[T]], None] | None = None,
+    ) -> None:
+        self.deadline = time.monotonic() + timeout
+        # Set when the work's result must not be stored (its customer was switched away).
+        self.orphaned = False
+        self._timeout_error = timeout_error
+        self._on_timeout = on_timeout
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def resolve(self, value: T) -> bool:
+        return self._finish(value, None)
+
+    def fail(self, error: BaseException) -> bool:
+        return self._finish(None, error)
+
+    def _finish(self, value: T | None, error: BaseException | None) -> bool:
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self._value, self._error = value, error
+            self._event.set()
+            waiters, self._loops = self._loops, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, future)
+            except RuntimeError:  # that loop is closed: its waiter is gone with it
+                pass
+        return True
+
+    def _outcome(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def _expire(self) -> None:
+        if self.fail(self._timeout_error()) and self._on_timeout is not None:
+            self._on_timeout(self)
+
+    def wait(self) -> T:
+        """Block until the outcome is known or the deadline passes; return or raise it."""
+        if not self._event.wait(max(0.0, self.deadline - time.monotonic())):
+            self._expire()
+        return self._outcome()
+
+    async def wait_async(self) -> T:
+        """Await the outcome on the running loop, without blocking it."""
+        if self._event.is_set():
+            return self._outcome()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if not self._event.is_set():
+                self._loops.append((loop, future))
+        if self._event.is_set() and not future.done():
+            future.set_result(None)
+        try:
+            async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
+                await future
+        except TimeoutError:
+            self._expire()
+        finally:
+            if not future.done():
+                future.cancel()
+            with self._lock:
+                try:
+                    self._loops.remove((loop, future))
+                except ValueError:
+                    pass
+        return self._outcome()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

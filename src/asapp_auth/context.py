@@ -1,0 +1,242 @@
+"""``AuthContext``: the agreed dictionary a provider returns, validated, frozen and redacted."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from .errors import InvalidContextError
+
+__all__ = ["AuthContext"]
+
+# Values under these top-level keys are shown in repr; every other leaf value is redacted.
+_SHOWN_KEYS = frozenset({"Scopes", "Segments", "ExternalSessionType", "CompanySubdivision"})
+_REDACTED = "<redacted>"
+
+# RFC 9110 token characters, for header and cookie names.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f\";,\\]")
+
+_STR_KEYS = ("ExternalSessionId", "ExternalSessionType", "CompanySubdivision")
+
+
+class AuthContext(Mapping[str, Any]):
+    """An immutable, validated context dictionary with its expiry, when known.
+
+    The schema is the platform's: ``Auth`` may hold ``Token`` (str), ``Headers`` and ``Cookies``
+    (str to str), ``Body`` (a JSON object) and ``Scopes`` (list of str); beside it ``CustomerInfo``
+    (str to str), ``ExternalSessionId``, ``ExternalSessionType``, ``CompanySubdivision`` (str) and
+    ``Segments`` (list of str). Unknown keys are kept as they are. Nested mappings become read-only
+    and lists become tuples. ``repr`` and ``str`` redact every value that could be a secret.
+
+    Give at most one of ``expires_in`` (seconds from now) and ``expires_at`` (an aware
+    ``datetime`` or a POSIX timestamp). ``source`` names who built it, for error messages.
+    """
+
+    __slots__ = ("_data", "_expires_at", "_expires_in")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        expires_in: float | None = None,
+        expires_at: datetime | float | None = None,
+        source: str = "the context provider",
+    ) -> None:
+        self._data: Mapping[str, Any] = _validate(data, source)
+        self._expires_in, self._expires_at = _expiry(expires_in, expires_at, source)
+
+    @property
+    def expires_in(self) -> float | None:
+        """Lifetime in seconds, counted from when this context was made; ``None``: unknown."""
+        return self._expires_in
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the context expires (UTC), or ``None`` when unknown."""
+        return self._expires_at
+
+    @property
+    def token(self) -> str | None:
+        """``Auth.Token``, the value most platforms authenticate with, or ``None``."""
+        auth = self._data.get("Auth")
+        return None if auth is None else auth.get("Token")
+
+    def with_expiry(
+        self, *, expires_in: float | None = None, expires_at: datetime | float | None = None
+    ) -> AuthContext:
+        """A copy of this context with another expiry."""
+        return AuthContext(self._data, expires_in=expires_in, expires_at=expires_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep, mutable copy of the context dictionary (lists are lists again)."""
+        thawed = _thaw(self._data)
+        assert isinstance(thawed, dict)
+        return thawed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        expiry = "" if self._expires_in is None else f", expires_in={self._expires_in:.0f}"
+        return f"AuthContext({_redact(self._data, shown=False)!r}{expiry})"
+
+    __str__ = __repr__
+
+
+def _redact(value: Any, *, shown: bool) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _redact(v, shown=shown or k in _SHOWN_KEYS) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_redact(v, shown=shown) for v in value]
+    return value if shown else _REDACTED
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _fail(source: str, where: str, problem: str) -> InvalidContextError:
+    return InvalidContextError(
+        f"{source} returned a context whose {where} {problem}; "
+        "fix the provider so that it follows the agreed context schema"
+    )
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_str_map(value: Any, source: str, where: str, *, cookies: bool = False) -> None:
+    if not isinstance(value, Mapping):
+        raise _fail(source, where, f"is a {_type_name(value)}, not a mapping of str to str")
+    for name, item in value.items():
+        if not isinstance(name, str) or not isinstance(item, str):
+            raise _fail(
+                source,
+                f"{where} entry {name!r}" if isinstance(name, str) else where,
+                f"has a {_type_name(name)} key and a {_type_name(item)} value; both must be str",
+            )
+        if where.endswith(("Headers", "Cookies")) and not _TOKEN.match(name):
+            raise _fail(source, f"{where} name {name!r}", "is not a valid HTTP token")
+        bad = _BAD_COOKIE_VALUE if cookies else _BAD_HEADER_VALUE
+        if where.endswith(("Headers", "Cookies")) and bad.search(item):
+            raise _fail(source, f"{where} entry {name!r}", "holds characters not allowed there")
+
+
+def _check_str_list(value: Any, source: str, where: str) -> None:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _fail(source, where, f"is a {_type_name(value)}, not a list of str")
+    for item in value:
+        if not isinstance(item, str):
+            raise _fail(source, where, f"holds a {_type_name(item)}; every item must be str")
+
+
+def _validate(data: Any, source: str) -> Mapping[str, Any]:
+    if isinstance(data, AuthContext):
+        return data._data
+    if not isinstance(data, Mapping):
+        raise InvalidContextError(
+            f"{source} returned a {_type_name(data)}, not a context mapping such as "
+            "{'Auth': {'Token': ...}}; return a dict, an AuthContext, or None to pass"
+        )
+    if not data:
+        raise InvalidContextError(
+            f"{source} returned an empty context; return None to let the next provider answer"
+        )
+    for key in data:
+        if not isinstance(key, str):
+            raise _fail(source, "top level", f"has a {_type_name(key)} key; keys must be str")
+    auth = data.get("Auth")
+    if auth is not None:
+        if not isinstance(auth, Mapping):
+            raise _fail(source, "Auth", f"is a {_type_name(auth)}, not a mapping")
+        token = auth.get("Token")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise _fail(source, "Auth.Token", f"is a {_type_name(token)}; it must be a non-empty str")
+        if token is not None and _BAD_HEADER_VALUE.search(token):
+            raise _fail(source, "Auth.Token", "holds characters not allowed in a header")
+        if "Headers" in auth:
+            _check_str_map(auth["Headers"], source, "Auth.Headers")
+        if "Cookies" in auth:
+            _check_str_map(auth["Cookies"], source, "Auth.Cookies", cookies=True)
+        if "Body" in auth:
+            body = auth["Body"]
+            if not isinstance(body, Mapping):
+                raise _fail(source, "Auth.Body", f"is a {_type_name(body)}, not a JSON object")
+            try:
+                json.dumps(body)
+            except (TypeError, ValueError):
+                raise _fail(source, "Auth.Body", "is not serialisable as JSON") from None
+        if "Scopes" in auth:
+            _check_str_list(auth["Scopes"], source, "Auth.Scopes")
+    if "CustomerInfo" in data:
+        _check_str_map(data["CustomerInfo"], source, "CustomerInfo")
+    for key in _STR_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise _fail(source, key, f"is a {_type_name(data[key])}, not a str")
+    if "Segments" in data:
+        _check_str_list(data["Segments"], source, "Segments")
+    frozen = _freeze(data)
+    assert isinstance(frozen, Mapping)
+    return frozen
+
+
+def _expiry(
+    expires_in: float | None, expires_at: datetime | float | None, source: str
+) -> tuple[float | None, datetime | None]:
+    if expires_in is not None and expires_at is not None:
+        raise InvalidContextError(f"{source} gave both expires_in and expires_at; give one")
+    now = time.time()
+    if expires_at is not None:
+        if isinstance(expires_at, datetime):
+            if expires_at.tzinfo is None:
+                raise InvalidContextError(
+                    f"{source} gave a naive expires_at datetime; give an aware one "
+                    "(for instance with tzinfo=timezone.utc)"
+                )
+            expires_in = expires_at.timestamp() - now
+        elif isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
+            expires_in = float(expires_at) - now
+        else:
+            raise InvalidContextError(
+                f"{source} gave an expires_at of type {_type_name(expires_at)}; "
+                "give an aware datetime or a POSIX timestamp"
+            )
+    if expires_in is None:
+        return None, None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise InvalidContextError(
+            f"{source} gave an expires_in of type {_type_name(expires_in)}; give seconds as a number"
+        )
+    if not math.isfinite(expires_in) or expires_in <= 0:
+        raise InvalidContextError(
+            f"{source} gave a context that is already expired or has no valid lifetime "
+            f"(expires in {expires_in!r} s); return a fresh context with a positive lifetime"
+        )
+    return float(expires_in), datetime.fromtimestamp(now + expires_in, tz=timezone.utc)

@@ -1,0 +1,86 @@
+"""``Customer``: who requests are made for, and the app's own context provider for them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .context import AuthContext
+
+__all__ = ["ContextProvider", "Customer"]
+
+ProviderResult: TypeAlias = "Mapping[str, Any] | AuthContext | None"
+ContextProvider: TypeAlias = Callable[..., "Mapping[str, Any] | AuthContext | None"]
+"""An app's context provider, in either of the SDKs' shapes:
+
+- iOS style, ``provider(needs_refresh) -> dict``;
+- Android style, ``provider(customer_id, needs_refresh) -> dict | None``.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """An identified customer: an id, and optionally the app's own context provider for it.
+
+    Two customers are equal when both the id and the provider are the same, so a customer set
+    again with another provider never reuses the first provider's cached context.
+    """
+
+    id: str
+    provider: ContextProvider | None = field(default=None, repr=False)
+    _takes_id: bool = field(default=False, repr=False, compare=False)
+
+    @classmethod
+    def create(cls, customer_id: object, provider: object = None) -> Customer:
+        """Validate ``customer_id`` and ``provider`` and build the customer."""
+        if not isinstance(customer_id, str) or not customer_id:
+            raise ConfigurationError(
+                f"customer_id must be a non-empty str, not {type(customer_id).__name__}; "
+                "use clear() to go back to an anonymous customer"
+            )
+        if provider is None:
+            return cls(customer_id)
+        return cls(customer_id, provider, _provider_takes_id(provider))  # type: ignore[arg-type]
+
+    def ask(self, needs_refresh: bool) -> ProviderResult:
+        """Call this customer's own provider in whichever shape it has."""
+        assert self.provider is not None
+        if self._takes_id:
+            return self.provider(self.id, needs_refresh)
+        return self.provider(needs_refresh)
+
+
+def _provider_takes_id(provider: object) -> bool:
+    if not callable(provider):
+        raise ConfigurationError(
+            f"context_provider must be callable, not {type(provider).__name__}: "
+            "a function (needs_refresh) -> dict, or (customer_id, needs_refresh) -> dict"
+        )
+    target = getattr(provider, "__call__", provider) if not inspect.isroutine(provider) else provider
+    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(target):
+        raise ConfigurationError(
+            "context_provider is an async function; give a plain function: asapp-auth calls it "
+            "off the event loop, in a worker thread, where it may block"
+        )
+    try:
+        params = inspect.signature(provider).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return len(positional) != 1
+    if len(positional) not in (1, 2):
+        raise ConfigurationError(
+            f"context_provider takes {len(positional)} required arguments; it must take "
+            "(needs_refresh) or (customer_id, needs_refresh)"
+        )
+    return len(positional) == 2

@@ -1,0 +1,85 @@
+"""The hooks a plugin can implement, and the markers that declare them.
+
+A plugin is any object (a module, a class instance) with functions marked ``@hookimpl`` whose names
+are those below. An implementation may accept any subset of a hook's parameters, by name.
+
+Order: the customer's own ``context_provider`` (given to ``load``/``set_customer``) is asked first;
+then plugins registered in code with ``AuthPipeline.register``, the last registered first; then the
+entry-point plugins the pipeline was configured with, in the order they were named; built-in
+defaults come last. ``tryfirst=True``/``trylast=True`` on a ``@hookimpl`` move an implementation
+to the front or the back of that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .context import AuthContext
+    from .customer import Customer
+    from .pipeline import AuthPipeline
+
+PROJECT_NAME = "asapp_auth"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec(firstresult=True)
+def provide_context(
+    customer: Customer, needs_refresh: bool
+) -> Mapping[str, Any] | AuthContext | None:
+    """Return the agreed context dictionary that authenticates ``customer``.
+
+    Called by the pipeline when an identified customer's context is not cached, has expired, is
+    about to expire, or was rejected by the server. From synchronous code it runs in the thread of
+    the request that needs it; from asyncio it runs in a worker thread, never on the event loop.
+    Either way it may block (call your own servers), within the pipeline's ``provider_timeout``.
+    Concurrent requests for the same customer wait for one call and share its answer.
+
+    :param customer: who the context is for; ``customer.id`` is the id the app set.
+    :param needs_refresh: ``True`` when the previous context expired or was rejected: return fresh
+        credentials, not the ones you returned before.
+    :returns: a mapping such as ``{"Auth": {"Token": "..."}}``, or an ``AuthContext`` to give an
+        expiry. ``None`` means "not mine": the next implementation is asked. Stops at the first
+        non-``None`` result; an empty mapping is an error, not a pass. Raise
+        ``asapp_auth.errors.LoginRequiredError`` when the customer's own session is gone.
+    """
+
+
+@hookspec(firstresult=True)
+def on_login_required(
+    pipeline: AuthPipeline, customer: Customer | None, reason: str
+) -> bool | None:
+    """Log the customer in, then call ``pipeline.set_customer(...)``.
+
+    Called once by the pipeline, for any number of waiting requests, when an anonymous request is
+    answered "login required" (``reason == "anonymous"``, ``customer`` is ``None``) or when a
+    provider says the customer's own session is gone (``reason == "session_gone"``). It runs off
+    the event loop and may block while the app logs the customer in; ``set_customer`` may be called
+    from this or any other thread or task, now or later. The waiting requests then go on as the new
+    customer; when none is set within the pipeline's ``login_timeout`` they raise
+    ``LoginRequiredError``.
+
+    :returns: ``True`` when this implementation took charge of the login; ``False`` when the login
+        was declined (the waiting requests fail at once). ``None`` means "not mine": the next
+        implementation is asked. Stops at the first non-``None`` result; when every implementation
+        returns ``None`` the waiting requests fail at once with ``LoginRequiredError``.
+    """
+
+
+@hookspec
+def on_token_expired(
+    pipeline: AuthPipeline, customer: Customer, context: AuthContext
+) -> None:
+    """React to the server rejecting ``customer``'s current ``context`` as expired.
+
+    Called by the pipeline once per rejection of the cached context, not once per waiting request,
+    before ``provide_context`` is asked again with ``needs_refresh=True``. It runs where that
+    refresh runs (the request's thread, or a worker thread under asyncio). Use it to drop a token
+    cache of your own, count expiries or revoke. Every implementation is called; return values are
+    ignored. An exception is logged and does not stop the refresh.
+    """
