@@ -7,7 +7,7 @@ import math
 import re
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -178,7 +178,9 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
             raise _fail(source, "Auth", f"is a {_type_name(auth)}, not a mapping")
         token = auth.get("Token")
         if token is not None and (not isinstance(token, str) or not token):
-            raise _fail(source, "Auth.Token", f"is a {_type_name(token)}; it must be a non-empty str")
+            raise _fail(
+                source, "Auth.Token", f"is a {_type_name(token)}; it must be a non-empty str"
+            )
         if token is not None and _BAD_HEADER_VALUE.search(token):
             raise _fail(source, "Auth.Token", "holds characters not allowed in a header")
         if "Headers" in auth:
@@ -232,11 +234,12 @@ def _expiry(
         return None, None
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
         raise InvalidContextError(
-            f"{source} gave an expires_in of type {_type_name(expires_in)}; give seconds as a number"
+            f"{source} gave an expires_in of type {_type_name(expires_in)}; "
+            "give seconds as a number"
         )
     if not math.isfinite(expires_in) or expires_in <= 0:
         raise InvalidContextError(
             f"{source} gave a context that is already expired or has no valid lifetime "
             f"(expires in {expires_in!r} s); return a fresh context with a positive lifetime"
         )
-    return float(expires_in), datetime.fromtimestamp(now + expires_in, tz=timezone.utc)
+    return float(expires_in), datetime.fromtimestamp(now + expires_in, tz=UTC)

@@ -34,6 +34,11 @@ class Customer:
     id: str
     provider: ContextProvider | None = field(default=None, repr=False)
     _takes_id: bool = field(default=False, repr=False, compare=False)
+    # What the pipeline caches this customer's context under: never a secret.
+    cache_key: tuple[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cache_key", (self.id, id(self.provider)))
 
     @classmethod
     def create(cls, customer_id: object, provider: object = None) -> Customer:
@@ -61,8 +66,9 @@ def _provider_takes_id(provider: object) -> bool:
             f"context_provider must be callable, not {type(provider).__name__}: "
             "a function (needs_refresh) -> dict, or (customer_id, needs_refresh) -> dict"
         )
-    target = getattr(provider, "__call__", provider) if not inspect.isroutine(provider) else provider
-    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(target):
+    # An object whose __call__ is async is as unusable as an async function.
+    call = provider if inspect.isroutine(provider) else type(provider).__call__
+    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(call):
         raise ConfigurationError(
             "context_provider is an async function; give a plain function: asapp-auth calls it "
             "off the event loop, in a worker thread, where it may block"

@@ -72,9 +72,7 @@ def on_login_required(
 
 
 @hookspec
-def on_token_expired(
-    pipeline: AuthPipeline, customer: Customer, context: AuthContext
-) -> None:
+def on_token_expired(pipeline: AuthPipeline, customer: Customer, context: AuthContext) -> None:
     """React to the server rejecting ``customer``'s current ``context`` as expired.
 
     Called by the pipeline once per rejection of the cached context, not once per waiting request,

@@ -159,9 +159,7 @@ def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | N
     except (pluggy.PluginValidationError, ValueError) as exc:
         if manager.is_registered(plugin):
             manager.unregister(plugin)
-        raise PluginError(
-            f"plugin {label!r} could not be registered: {exc}", plugin=label
-        ) from exc
+        raise PluginError(f"plugin {label!r} could not be registered: {exc}", plugin=label) from exc
     if registered is None:  # pluggy refuses names that were blocked
         raise PluginError(f"plugin {label!r} is blocked in this pipeline", plugin=label)
     return registered

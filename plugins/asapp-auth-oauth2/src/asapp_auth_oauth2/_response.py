@@ -1,0 +1,88 @@
+"""Token responses (RFC 6749 section 5.1), validated before anything is cached."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TokenResponseError
+from ._settings import OAuth2Settings
+
+__all__ = ["TokenResponse", "parse_token_response"]
+
+# RFC 6750 b64token, widened to any visible ASCII: what can travel in an Authorization header.
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """A validated token response. ``repr`` never shows the tokens."""
+
+    access_token: str = field(repr=False)
+    expires_in: float
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    issued_token_type: str | None = None
+
+
+def parse_token_response(
+    data: dict[str, Any],
+    settings: OAuth2Settings,
+    *,
+    endpoint: str,
+    customer_id: str | None = None,
+) -> TokenResponse:
+    """Check ``data`` and return it as a ``TokenResponse``, or raise ``TokenResponseError``."""
+
+    def fail(problem: str) -> TokenResponseError:
+        return TokenResponseError(
+            f"plugin 'oauth2': the token endpoint {endpoint} answered a token response whose "
+            f"{problem}; nothing was cached. Check the server (or the plugin's limits)",
+            endpoint=endpoint,
+            customer_id=customer_id,
+        )
+
+    token = data.get("access_token")
+    if not isinstance(token, str) or not token:
+        what = "is missing" if token is None else f"is a {type(token).__name__}"
+        if isinstance(token, str):
+            what = "is empty"
+        raise fail(f"access_token {what}; it must be a non-empty string")
+    if not _HEADER_SAFE.match(token):
+        raise fail("access_token holds spaces or characters that cannot be sent in a header")
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        shown = (
+            repr(token_type[:20]) if isinstance(token_type, str) else type(token_type).__name__
+        )
+        raise fail(f"token_type is {shown}, not Bearer (this plugin sends Bearer tokens only)")
+    expires_in = _lifetime(data.get("expires_in"), settings, fail)
+    refresh = data.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh):
+        raise fail(f"refresh_token is a {type(refresh).__name__}, not a non-empty string")
+    scope = data.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise fail(f"scope is a {type(scope).__name__}, not a string")
+    issued = data.get("issued_token_type")
+    if issued is not None and not isinstance(issued, str):
+        raise fail(f"issued_token_type is a {type(issued).__name__}, not a string")
+    return TokenResponse(token, expires_in, refresh, scope, issued)
+
+
+def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
+    if value is None:
+        return settings.default_expires_in
+    # Some servers send the number as a string ("3599"); accept plain digits only.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(f"expires_in is a {type(value).__name__}, not a number of seconds")
+    if not math.isfinite(value) or value <= 0:
+        raise fail(f"expires_in is {value!r}; it must be a positive number of seconds")
+    if value > settings.max_expires_in:
+        raise fail(
+            f"expires_in is {value!r} s, more than max_expires_in={settings.max_expires_in:g} s"
+        )
+    return float(value)

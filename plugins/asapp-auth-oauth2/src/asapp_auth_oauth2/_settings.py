@@ -1,0 +1,392 @@
+"""The plugin's settings: every name, its default, and its validation at configuration time."""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from asapp_auth.errors import ConfigurationError
+
+from ._secrets import Secret, resolve_secret
+
+__all__ = ["GRANTS", "CLIENT_AUTH_METHODS", "OAuth2Settings", "Signer", "parse_settings"]
+
+PLUGIN = "oauth2"
+
+GRANT_URNS = {
+    "client_credentials": "client_credentials",
+    "refresh_token": "refresh_token",
+    "token_exchange": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "jwt_bearer": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+}
+GRANTS = tuple(GRANT_URNS)
+# Grants whose token belongs to one customer; client_credentials is shared by all of them.
+PER_CUSTOMER_GRANTS = frozenset({"refresh_token", "token_exchange", "jwt_bearer"})
+CLIENT_AUTH_METHODS = (
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "tls_client_auth",
+    "none",
+)
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What the plugin needs of a signer: the JWT plugin's ``asapp_auth_jwt.Signer`` is one."""
+
+    def sign(
+        self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Settings:
+    """Validated settings. Secrets are ``Secret`` objects; ``repr`` shows none of them."""
+
+    grant: str
+    client_id: str
+    token_endpoint: str | None = None
+    issuer: str | None = None
+    revocation_endpoint: str | None = None
+    client_secret: Secret | None = None
+    client_auth: str = "none"
+    scope: str | None = None
+    audience: tuple[str, ...] = ()
+    resource: tuple[str, ...] = ()
+    refresh_token_for: Callable[[str], str | None] | None = field(default=None, repr=False)
+    on_refresh_token: Callable[[str, str], None] | None = field(default=None, repr=False)
+    subject_token_for: Callable[[str], str | None] | None = field(default=None, repr=False)
+    subject_token_type: str = ACCESS_TOKEN_TYPE
+    requested_token_type: str | None = None
+    signer: Signer | None = field(default=None, repr=False)
+    assertion_lifetime: float = 60.0
+    assertion_audience: str | None = None
+    max_retries: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    max_retry_after: float = 30.0
+    timeout: float = 10.0
+    connect_timeout: float = 5.0
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
+    proxy: str | None = None
+    trust_env: bool = True
+    default_expires_in: float = 600.0
+    max_expires_in: float = 366 * 24 * 3600.0
+    expiry_margin: float = 30.0
+    max_response_bytes: int = 1024 * 1024
+    max_cached_tokens: int = 10_000
+    revoke_on_clear: bool = False
+    allow_http: bool = False
+
+    @property
+    def per_customer(self) -> bool:
+        return self.grant in PER_CUSTOMER_GRANTS
+
+    @property
+    def grant_type(self) -> str:
+        return GRANT_URNS[self.grant]
+
+
+def _fail(name: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"plugin {PLUGIN!r}: setting {name!r} {problem}")
+
+
+def _str(name: str, value: object, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(name, f"must be a non-empty str, not {type(value).__name__}")
+    return value.strip()
+
+
+def _number(name: str, value: object, *, minimum: float, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(name, f"must be a finite number, not {type(value).__name__}")
+    if value < minimum or (value == minimum and not allow_zero and minimum == 0):
+        floor = f">= {minimum}" if allow_zero or minimum else "> 0"
+        raise _fail(name, f"must be {floor}, got {value!r}")
+    return float(value)
+
+
+def _int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(name, f"must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(name, f"must be true or false, not {type(value).__name__}")
+    return value
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split() if isinstance(value, str) else value
+    if isinstance(items, str) or not isinstance(items, Sequence):
+        raise _fail(name, "must be a str or a list of str")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+            raise _fail(name, "must hold non-empty str values without whitespace")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(name: str, url: object, *, allow_http: bool) -> str:
+    """Validate an endpoint URL: absolute, https (or http on loopback or with ``allow_http``)."""
+    text = _str(name, url, required=True)
+    assert text is not None
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise _fail(name, f"must be an absolute https URL, got {text!r}")
+    if parts.username or parts.password:
+        raise _fail(name, "must not hold a user name or password; use client_id and client_secret")
+    if parts.fragment:
+        raise _fail(name, "must not hold a fragment")
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise _fail(
+            name,
+            "uses http, which would send credentials in clear; use https "
+            "(http is accepted for loopback hosts, or with allow_http=true)",
+        )
+    return text
+
+
+def _callable(name: str, value: object) -> Callable[..., Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        module_name, _, attr = value.partition(":")
+        if not module_name or not attr:
+            raise _fail(name, "must be a callable or a 'module:attribute' reference")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as exc:
+            raise _fail(name, f"refers to {value!r}, which cannot be imported ({exc})") from None
+        value = target
+    if not callable(value):
+        raise _fail(name, f"must be callable, not {type(value).__name__}")
+    return value
+
+
+def _verify(value: object) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        return value
+    raise _fail("verify", "must be true, false or the path of a CA bundle")
+
+
+def _cert(value: object) -> str | tuple[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, str) and v for v in value)
+    ):
+        return (value[0], value[1])
+    raise _fail("cert", "must be a PEM path, or a [certificate path, key path] pair")
+
+
+def _signer(raw: Mapping[str, Any]) -> Signer | None:
+    signer = raw.get("signer")
+    key = raw.get("signing_key")
+    if signer is not None and key is not None:
+        raise _fail("signer", "and 'signing_key' were both given; give one")
+    if signer is not None:
+        if not isinstance(signer, Signer):
+            raise _fail("signer", "must have a sign(claims, headers=None) -> str method")
+        return signer
+    if key is None:
+        return None
+    try:
+        from asapp_auth_jwt import Signer as JWTSigner  # type: ignore[import-not-found]
+    except ImportError:
+        raise _fail(
+            "signing_key",
+            "needs the JWT plugin: pip install 'asapp-auth-oauth2[jwt]' (asapp-auth-jwt)",
+        ) from None
+    if isinstance(key, bytes):
+        material: bytes | str = key
+    elif isinstance(key, str) and key.startswith("env:"):
+        material = resolve_secret("signing_key", key).reveal().encode()
+    elif isinstance(key, str) and key:
+        material = key.removeprefix("file:")
+    else:
+        raise _fail("signing_key", "must be a PEM path, 'env:NAME' or PEM bytes")
+    passphrase = raw.get("signing_key_passphrase")
+    secret = None if passphrase is None else resolve_secret("signing_key_passphrase", passphrase)
+    algorithm = _str("signing_algorithm", raw.get("signing_algorithm", "RS256"), required=True)
+    try:
+        built = JWTSigner.from_pem(
+            material,
+            algorithm=algorithm,
+            kid=_str("signing_kid", raw.get("signing_kid")),
+            passphrase=None if secret is None else secret.reveal(),
+        )
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise _fail(
+            "signing_key", f"could not be loaded ({type(exc).__name__}); check the key and passphrase"
+        ) from None
+    return built  # type: ignore[no-any-return]
+
+
+_KNOWN = frozenset(OAuth2Settings.__dataclass_fields__) | {
+    "signing_key",
+    "signing_algorithm",
+    "signing_kid",
+    "signing_key_passphrase",
+}
+
+
+def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
+    """Validate ``raw`` settings; raise ``ConfigurationError`` naming the first bad setting."""
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ConfigurationError(
+            f"plugin {PLUGIN!r}: unknown setting(s) {unknown}; known settings are {sorted(_KNOWN)}"
+        )
+    allow_http = _bool("allow_http", raw.get("allow_http", False))
+    grant = raw.get("grant", "client_credentials")
+    by_urn = {urn: name for name, urn in GRANT_URNS.items()}
+    grant = by_urn.get(grant, grant) if isinstance(grant, str) else grant
+    if grant not in GRANT_URNS:
+        raise _fail("grant", f"must be one of {list(GRANTS)}, got {grant!r}")
+    client_id = _str("client_id", raw.get("client_id"), required=True)
+    assert client_id is not None
+    token_endpoint = raw.get("token_endpoint")
+    issuer = raw.get("issuer")
+    if token_endpoint is None and issuer is None:
+        raise ConfigurationError(
+            f"plugin {PLUGIN!r}: give 'token_endpoint', or 'issuer' to discover it (RFC 8414)"
+        )
+    if token_endpoint is not None:
+        token_endpoint = check_url("token_endpoint", token_endpoint, allow_http=allow_http)
+    if issuer is not None:
+        issuer = check_url("issuer", issuer, allow_http=allow_http)
+        if urlsplit(issuer).query:
+            raise _fail("issuer", "must not hold a query (RFC 8414 section 2)")
+    revocation_endpoint = raw.get("revocation_endpoint")
+    if revocation_endpoint is not None:
+        revocation_endpoint = check_url(
+            "revocation_endpoint", revocation_endpoint, allow_http=allow_http
+        )
+    secret = raw.get("client_secret")
+    client_secret = None if secret is None else resolve_secret("client_secret", secret)
+    signer = _signer(raw)
+    default_auth = "client_secret_basic" if client_secret else "none"
+    if signer is not None and not client_secret and grant != "jwt_bearer":
+        default_auth = "private_key_jwt"
+    client_auth = raw.get("client_auth", default_auth)
+    if client_auth not in CLIENT_AUTH_METHODS:
+        raise _fail("client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {client_auth!r}")
+    if client_auth in ("client_secret_basic", "client_secret_post") and client_secret is None:
+        raise _fail("client_secret", f"is required with client_auth={client_auth!r}")
+    if client_auth not in ("client_secret_basic", "client_secret_post") and client_secret:
+        raise _fail(
+            "client_secret", f"was given but client_auth is {client_auth!r}, which does not use it"
+        )
+    if signer is None and (client_auth == "private_key_jwt" or grant == "jwt_bearer"):
+        needs = "client_auth='private_key_jwt'" if client_auth == "private_key_jwt" else "jwt_bearer"
+        raise _fail("signer", f"(or 'signing_key') is required with {needs}")
+    cert = _cert(raw.get("cert"))
+    if client_auth == "tls_client_auth" and cert is None:
+        raise _fail("cert", "is required with client_auth='tls_client_auth' (RFC 8705)")
+    if grant == "token_exchange" and raw.get("subject_token_for") is None:
+        raise _fail("subject_token_for", "is required with grant='token_exchange'")
+    proxy = raw.get("proxy")
+    if proxy is not None:
+        proxy = _str("proxy", proxy)
+    scope = _strings("scope", raw.get("scope"))
+    for uri in _strings("resource", raw.get("resource")):
+        parts = urlsplit(uri)
+        if not parts.scheme or parts.fragment:
+            raise _fail("resource", f"must hold absolute URIs without fragment, got {uri!r}")
+    assertion_audience = raw.get("assertion_audience")
+    if assertion_audience is not None:
+        assertion_audience = _str("assertion_audience", assertion_audience)
+    settings = OAuth2Settings(
+        grant=grant,
+        client_id=client_id,
+        token_endpoint=token_endpoint,
+        issuer=issuer,
+        revocation_endpoint=revocation_endpoint,
+        client_secret=client_secret,
+        client_auth=client_auth,
+        scope=" ".join(scope) or None,
+        audience=_strings("audience", raw.get("audience")),
+        resource=_strings("resource", raw.get("resource")),
+        refresh_token_for=_callable("refresh_token_for", raw.get("refresh_token_for")),
+        on_refresh_token=_callable("on_refresh_token", raw.get("on_refresh_token")),
+        subject_token_for=_callable("subject_token_for", raw.get("subject_token_for")),
+        subject_token_type=_str(  # type: ignore[arg-type]
+            "subject_token_type", raw.get("subject_token_type", ACCESS_TOKEN_TYPE), required=True
+        ),
+        requested_token_type=_str("requested_token_type", raw.get("requested_token_type")),
+        signer=signer,
+        assertion_lifetime=_number(
+            "assertion_lifetime", raw.get("assertion_lifetime", 60.0), minimum=0
+        ),
+        assertion_audience=assertion_audience,
+        max_retries=_int("max_retries", raw.get("max_retries", 3), minimum=0),
+        backoff_base=_number(
+            "backoff_base", raw.get("backoff_base", 0.2), minimum=0, allow_zero=True
+        ),
+        backoff_max=_number("backoff_max", raw.get("backoff_max", 5.0), minimum=0, allow_zero=True),
+        max_retry_after=_number(
+            "max_retry_after", raw.get("max_retry_after", 30.0), minimum=0, allow_zero=True
+        ),
+        timeout=_number("timeout", raw.get("timeout", 10.0), minimum=0),
+        connect_timeout=_number("connect_timeout", raw.get("connect_timeout", 5.0), minimum=0),
+        verify=_verify(raw.get("verify", True)),
+        cert=cert,
+        proxy=proxy,
+        trust_env=_bool("trust_env", raw.get("trust_env", True)),
+        default_expires_in=_number(
+            "default_expires_in", raw.get("default_expires_in", 600.0), minimum=0
+        ),
+        max_expires_in=_number(
+            "max_expires_in", raw.get("max_expires_in", 366 * 24 * 3600.0), minimum=0
+        ),
+        expiry_margin=_number(
+            "expiry_margin", raw.get("expiry_margin", 30.0), minimum=0, allow_zero=True
+        ),
+        max_response_bytes=_int(
+            "max_response_bytes", raw.get("max_response_bytes", 1024 * 1024), minimum=1024
+        ),
+        max_cached_tokens=_int("max_cached_tokens", raw.get("max_cached_tokens", 10_000), minimum=1),
+        revoke_on_clear=_bool("revoke_on_clear", raw.get("revoke_on_clear", False)),
+        allow_http=allow_http,
+    )
+    if settings.default_expires_in > settings.max_expires_in:
+        raise _fail("default_expires_in", "must not exceed max_expires_in")
+    if settings.backoff_base > settings.backoff_max:
+        raise _fail("backoff_base", "must not exceed backoff_max")
+    return settings

@@ -1,0 +1,328 @@
+"""The plugin's own HTTP client: bounded retries with backoff and jitter, size-limited bodies, and
+RFC 6749 section 5.2 error answers mapped to typed exceptions.
+
+It never shares the app's wrapped client: it has its own timeouts, proxy, TLS verification and
+client certificate. Nothing here logs or quotes a request or response body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from .errors import TokenEndpointUnavailableError, TokenResponseError, error_class
+from ._settings import OAuth2Settings
+
+__all__ = ["HTTPResult", "Transport", "describe_endpoint"]
+
+log = logging.getLogger("asapp_auth_oauth2")
+
+# Failures that happen before the server can have acted on the request: always safe to retry.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures after the request may have reached the server.
+_MAYBE_SENT = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
+               httpx.RemoteProtocolError)
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# Statuses that say the request was not acted on; retried even for non-idempotent grants.
+_NOT_PROCESSED_STATUS = frozenset({429, 503})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def describe_endpoint(url: str) -> str:
+    """``url`` without query or fragment, for messages."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResult:
+    """A successful (2xx) answer whose body is a JSON object."""
+
+    status_code: int
+    data: dict[str, Any]
+
+
+class Transport:
+    """POSTs forms and GETs JSON documents for the plugin, retrying transient failures."""
+
+    def __init__(
+        self,
+        settings: OAuth2Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        client_factory: Callable[[], httpx.Client] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sleep = sleep
+        self._client_factory = client_factory or self._default_client
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _default_client(self) -> httpx.Client:
+        s = self._settings
+        return httpx.Client(
+            timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
+            verify=s.verify,
+            cert=s.cert,
+            proxy=s.proxy,
+            trust_env=s.trust_env,
+            follow_redirects=False,
+            headers={"User-Agent": "asapp-auth-oauth2", "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        form: Mapping[str, str | Iterable[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        secrets: Iterable[str] = (),
+        customer_id: str | None = None,
+        what: str = "token endpoint",
+    ) -> HTTPResult:
+        """Send, retrying transient failures; return the JSON object of a 2xx answer.
+
+        A 4xx answer with an RFC 6749 error raises the matching ``OAuth2Error``. When not
+        ``idempotent`` (a rotating refresh token), only failures that prove the request was not
+        acted on are retried. ``secrets`` are scrubbed from any text quoted back from the server.
+        """
+        s = self._settings
+        endpoint = describe_endpoint(url)
+        secret_values = [v for v in secrets if v]
+        attempts = 0
+        while True:
+            attempts += 1
+            retry_after: float | None = None
+            problem: str
+            status: int | None = None
+            try:
+                status, response_headers, body = self._send(method, url, form, headers)
+            except _UNSENT as exc:
+                problem = f"could not connect ({type(exc).__name__})"
+                retryable = True
+            except _MAYBE_SENT as exc:
+                problem = f"failed mid-request ({type(exc).__name__})"
+                retryable = idempotent
+            except _BodyTooLarge:
+                raise TokenResponseError(
+                    f"plugin 'oauth2': the {what} {endpoint} answered a body larger than "
+                    f"{s.max_response_bytes} bytes; check the URL (max_response_bytes)",
+                    endpoint=endpoint,
+                    customer_id=customer_id,
+                ) from None
+            except httpx.HTTPError as exc:
+                raise TokenEndpointUnavailableError(
+                    f"plugin 'oauth2': the request to the {what} {endpoint} failed "
+                    f"({type(exc).__name__}); check the URL and the plugin's HTTP settings",
+                    endpoint=endpoint,
+                    attempts=attempts,
+                    customer_id=customer_id,
+                ) from None
+            else:
+                if 200 <= status < 300:
+                    return HTTPResult(status, self._json(body, response_headers, endpoint,
+                                                         status, what, customer_id))
+                if status not in _RETRY_STATUS:
+                    raise self._error(body, response_headers, endpoint, status, what,
+                                      secret_values, customer_id)
+                problem = f"answered HTTP {status}"
+                retryable = idempotent or status in _NOT_PROCESSED_STATUS
+                retry_after = _retry_after(response_headers.get("retry-after"))
+                if status == 429 and retry_after is not None and retry_after > s.max_retry_after:
+                    raise TokenEndpointUnavailableError(
+                        f"plugin 'oauth2': the {what} {endpoint} is rate limiting (HTTP 429) and "
+                        f"asked to wait {retry_after:.0f} s, more than max_retry_after="
+                        f"{s.max_retry_after:g} s; try again later",
+                        endpoint=endpoint,
+                        attempts=attempts,
+                        status_code=status,
+                        customer_id=customer_id,
+                    )
+            if not retryable or attempts > s.max_retries:
+                tail = (
+                    f"after {attempts} attempts" if retryable
+                    else "and was not retried: the server may have acted on it"
+                )
+                raise TokenEndpointUnavailableError(
+                    f"plugin 'oauth2': the {what} {endpoint} {problem} {tail}; "
+                    "check that it is up (retries: max_retries, timeouts: timeout)",
+                    endpoint=endpoint,
+                    attempts=attempts,
+                    status_code=status,
+                    customer_id=customer_id,
+                )
+            delay = self._backoff(attempts)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, s.max_retry_after))
+            log.warning(
+                "plugin 'oauth2': %s %s %s; retry %d of %d in %.2f s",
+                what, endpoint, problem, attempts, s.max_retries, delay,
+            )
+            self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: uniform in [c/2, c], c = min(max, base * 2**(n-1))."""
+        s = self._settings
+        ceiling = min(s.backoff_max, s.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        form: Mapping[str, str | Iterable[str]] | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[int, httpx.Headers, bytes]:
+        limit = self._settings.max_response_bytes
+        data = None if form is None else {k: v if isinstance(v, str) else list(v)
+                                          for k, v in form.items()}
+        with self.client.stream(method, url, data=data, headers=headers) as response:
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise _BodyTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+    def _json(
+        self,
+        body: bytes,
+        headers: httpx.Headers,
+        endpoint: str,
+        status: int,
+        what: str,
+        customer_id: str | None,
+    ) -> dict[str, Any]:
+        def fail(problem: str) -> TokenResponseError:
+            return TokenResponseError(
+                f"plugin 'oauth2': the {what} {endpoint} answered HTTP {status} with {problem}; "
+                "check the endpoint URL and the server",
+                endpoint=endpoint,
+                status_code=status,
+                customer_id=customer_id,
+            )
+
+        content_type = headers.get("content-type", "").lower()
+        stripped = body.lstrip()
+        if "html" in content_type or stripped[:1] == b"<":
+            raise fail("an HTML page instead of JSON (a login page or a proxy's error page?)")
+        if not stripped:
+            raise fail("an empty body instead of JSON")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise fail(f"a body that is not valid JSON ({len(body)} bytes; truncated?)") from None
+        if not isinstance(data, dict):
+            raise fail(f"a JSON {type(data).__name__} instead of a JSON object")
+        return data
+
+    def _error(
+        self,
+        body: bytes,
+        headers: httpx.Headers,
+        endpoint: str,
+        status: int,
+        what: str,
+        secrets: list[str],
+        customer_id: str | None,
+    ) -> Exception:
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            data = None
+        code = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(code, str) or not code:
+            kind = "HTML" if body.lstrip()[:1] == b"<" else "a body without an OAuth2 error"
+            return TokenResponseError(
+                f"plugin 'oauth2': the {what} {endpoint} answered HTTP {status} with {kind}; "
+                "check the endpoint URL and the client's registration",
+                endpoint=endpoint,
+                status_code=status,
+                customer_id=customer_id,
+            )
+        code = _clean(code, secrets, 64)
+        raw_description = data.get("error_description") if isinstance(data, dict) else None
+        description = (
+            _clean(raw_description, secrets, 300) if isinstance(raw_description, str) else None
+        )
+        cls = error_class(code)
+        said = f" ({description})" if description else ""
+        return cls(
+            f"plugin 'oauth2': the {what} {endpoint} answered {code}{said}; "
+            f"{_ADVICE.get(code, 'check the plugin settings against the server')}",
+            error=code,
+            error_description=description,
+            endpoint=endpoint,
+            status_code=status,
+            customer_id=customer_id,
+        )
+
+
+_ADVICE = {
+    "invalid_client": "check client_id and the client credentials (client_auth, client_secret, "
+    "signing key or certificate)",
+    "invalid_grant": "the grant (refresh token, assertion or subject token) was refused",
+    "unauthorized_client": "allow this grant type for the client on the server, or change grant",
+    "unsupported_grant_type": "the server does not offer this grant; change grant",
+    "invalid_scope": "check scope against what the client may ask for",
+    "invalid_request": "check the plugin settings (scope, audience, resource) against the server",
+}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _clean(text: str, secrets: list[str], limit: int) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,162 @@
+"""The exceptions the OAuth2 plugin raises, all under ``asapp_auth.errors``.
+
+A failure to get a token is a ``ProviderError`` (the pipeline caches nothing and the next request
+asks again); a customer whose own grant is gone (``invalid_grant`` on a per-customer grant) is a
+``LoginRequiredError``, which the pipeline turns into ``on_login_required``. Messages and reprs
+carry the endpoint, the OAuth2 ``error`` code and a cleaned ``error_description``; never a secret,
+assertion, refresh token or access token.
+"""
+
+from __future__ import annotations
+
+from asapp_auth.errors import LoginRequiredError, ProviderError
+
+__all__ = [
+    "DiscoveryError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "OAuth2Error",
+    "SessionGoneError",
+    "TokenEndpointUnavailableError",
+    "TokenResponseError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "error_class",
+]
+
+PLUGIN = "oauth2"
+
+
+class OAuth2Error(ProviderError):
+    """The authorization server answered with an RFC 6749 section 5.2 error.
+
+    ``error`` is the server's error code, ``error_description`` its (cleaned, shortened)
+    description or ``None``, ``endpoint`` the URL that answered, ``status_code`` the HTTP status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str,
+        error_description: str | None = None,
+        endpoint: str,
+        status_code: int | None = None,
+        customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message, plugin=PLUGIN, customer_id=customer_id)
+        self.error = error
+        self.error_description = error_description
+        self.endpoint = endpoint
+        self.status_code = status_code
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(error={self.error!r}, "
+            f"error_description={self.error_description!r}, endpoint={self.endpoint!r})"
+        )
+
+
+class InvalidRequestError(OAuth2Error):
+    """``invalid_request``: the server did not accept the request's parameters."""
+
+
+class InvalidClientError(OAuth2Error):
+    """``invalid_client``: client authentication failed (id, secret, key or certificate)."""
+
+
+class InvalidGrantError(OAuth2Error):
+    """``invalid_grant`` for a grant that belongs to the client, not to a customer."""
+
+
+class UnauthorizedClientError(OAuth2Error):
+    """``unauthorized_client``: this client may not use this grant type."""
+
+
+class UnsupportedGrantTypeError(OAuth2Error):
+    """``unsupported_grant_type``: the server does not offer this grant type."""
+
+
+class InvalidScopeError(OAuth2Error):
+    """``invalid_scope``: the scope asked for is unknown or exceeds what was granted."""
+
+
+class SessionGoneError(LoginRequiredError):
+    """``invalid_grant`` (or no grant at all) for a per-customer grant: the customer's own session
+    is gone, so the customer must log in again. The pipeline runs ``on_login_required``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        customer_id: str | None,
+        error: str = "invalid_grant",
+        error_description: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(message, customer_id=customer_id)
+        self.plugin = PLUGIN
+        self.error = error
+        self.error_description = error_description
+        self.endpoint = endpoint
+
+
+class TokenResponseError(ProviderError):
+    """The token endpoint answered something that is not a usable token response: HTML, non-JSON
+    or truncated body, wrong types, a token type other than Bearer, an absurd lifetime."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        status_code: int | None = None,
+        customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message, plugin=PLUGIN, customer_id=customer_id)
+        self.endpoint = endpoint
+        self.status_code = status_code
+
+
+class TokenEndpointUnavailableError(ProviderError):
+    """The endpoint could not be reached or kept failing (connection errors, timeouts, 5xx, 429)
+    after every retry allowed. ``attempts`` counts the requests made."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        attempts: int,
+        status_code: int | None = None,
+        customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message, plugin=PLUGIN, customer_id=customer_id)
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+class DiscoveryError(ProviderError):
+    """The issuer's metadata (RFC 8414 / OpenID Connect discovery) could not be fetched or used."""
+
+    def __init__(self, message: str, *, issuer: str) -> None:
+        super().__init__(message, plugin=PLUGIN)
+        self.issuer = issuer
+
+
+_BY_CODE: dict[str, type[OAuth2Error]] = {
+    "invalid_request": InvalidRequestError,
+    "invalid_client": InvalidClientError,
+    "invalid_grant": InvalidGrantError,
+    "unauthorized_client": UnauthorizedClientError,
+    "unsupported_grant_type": UnsupportedGrantTypeError,
+    "invalid_scope": InvalidScopeError,
+}
+
+
+def error_class(code: str) -> type[OAuth2Error]:
+    """The exception class for an RFC 6749 error code; ``OAuth2Error`` for any other code."""
+    return _BY_CODE.get(code, OAuth2Error)

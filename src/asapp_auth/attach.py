@@ -1,0 +1,209 @@
+"""How a context goes onto an outgoing request, and comes off it again before a retry.
+
+An ``Attacher`` turns a context into a ready-to-send form once (``prepare``, cached with the
+context), puts it on a request (``attach``), and takes it off (``detach``) so that a retried
+request carries only the new context. Three are provided:
+
+- ``MapContext`` (the default): ``Auth.Token`` as ``Authorization: Bearer``, ``Auth.Headers`` as
+  headers, ``Auth.Cookies`` added to the ``Cookie`` header, ``Auth.Body`` merged into a JSON object
+  body already in memory (a streamed or non-JSON body is left alone, never read).
+- ``ContextHeader``: the whole context as compact JSON in one header.
+- ``CallableAttacher``: the app's own ``function(request, context)``; what it changes is undone
+  from a snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from .context import AuthContext
+from .errors import ConfigurationError
+
+__all__ = [
+    "Attacher",
+    "Attachment",
+    "CallableAttacher",
+    "ContextHeader",
+    "MapContext",
+    "as_attacher",
+]
+
+log = logging.getLogger("asapp_auth")
+
+
+@dataclass(slots=True, eq=False)
+class Attachment:
+    """What an attacher put on one request: enough to take it off, and to guard redirects."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    cookies: tuple[str, ...] = ()
+    cookie_before: str | None = None
+    body_before: bytes | None = None
+    # True when part of the context went into the body.
+    in_body: bool = False
+    # For attachers that change the request in unknown ways: its state before.
+    snapshot: tuple[list[tuple[str, str]], Any] | None = field(default=None, repr=False)
+    # True when only an Authorization header was set: httpx drops it on cross-origin redirects.
+    authorization_only: bool = False
+
+
+class Attacher(Protocol):
+    def prepare(self, context: AuthContext) -> object:
+        """The context in a form ``attach`` can apply quickly; made once per cached context."""
+
+    def attach(self, request: httpx.Request, prepared: Any) -> Attachment:
+        """Put the prepared context on ``request``."""
+
+    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+        """Take off what ``attach`` put on ``request``."""
+
+
+def _is_json(request: httpx.Request) -> bool:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return bool(ctype == "application/json" or ctype.endswith("+json"))
+
+
+def _replace_body(request: httpx.Request, body: bytes) -> None:
+    request.stream = httpx.ByteStream(body)
+    # httpx keeps the bytes it has read beside the stream; keep the two in step.
+    setattr(request, "_content", body)  # noqa: B010
+    request.headers["Content-Length"] = str(len(body))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapped:
+    headers: tuple[tuple[str, str], ...]
+    cookies: tuple[str, ...]
+    body: dict[str, Any] | None
+
+
+class MapContext:
+    """Map the platform's context schema onto headers, cookies and a JSON body (the default)."""
+
+    def prepare(self, context: AuthContext) -> _Mapped:
+        auth = context.get("Auth") or {}
+        headers: list[tuple[str, str]] = []
+        if auth.get("Token"):
+            headers.append(("Authorization", f"Bearer {auth['Token']}"))
+        headers.extend((auth.get("Headers") or {}).items())
+        cookies = tuple(f"{name}={value}" for name, value in (auth.get("Cookies") or {}).items())
+        body = auth.get("Body")
+        thawed = None if body is None else context.to_dict()["Auth"]["Body"]
+        return _Mapped(tuple(headers), cookies, thawed)
+
+    def attach(self, request: httpx.Request, prepared: _Mapped) -> Attachment:
+        for name, value in prepared.headers:
+            request.headers[name] = value
+        attachment = Attachment(
+            headers=prepared.headers,
+            authorization_only=not prepared.cookies
+            and prepared.body is None
+            and all(name.lower() == "authorization" for name, _ in prepared.headers),
+        )
+        if prepared.cookies:
+            before = request.headers.get("Cookie")
+            ours = "; ".join(prepared.cookies)
+            request.headers["Cookie"] = f"{before}; {ours}" if before else ours
+            attachment.cookies = prepared.cookies
+            attachment.cookie_before = before
+        if prepared.body is not None:
+            self._merge_body(request, prepared.body, attachment)
+        return attachment
+
+    @staticmethod
+    def _merge_body(request: httpx.Request, body: dict[str, Any], attachment: Attachment) -> None:
+        # Only a JSON body already in memory is merged: a stream is never read for this.
+        if not isinstance(request.stream, httpx.ByteStream) or not _is_json(request):
+            return
+        original = request.content
+        try:
+            document = json.loads(original) if original else None
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            log.debug("request body is not a JSON object; Auth.Body not merged into it")
+            return
+        attachment.body_before = original
+        attachment.in_body = True
+        _replace_body(request, json.dumps({**document, **body}, separators=(",", ":")).encode())
+
+    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+        for name, _ in attachment.headers:
+            request.headers.pop(name, None)
+        if attachment.cookies:
+            if attachment.cookie_before is None:
+                request.headers.pop("Cookie", None)
+            else:
+                request.headers["Cookie"] = attachment.cookie_before
+        if attachment.body_before is not None:
+            _replace_body(request, attachment.body_before)
+
+
+class ContextHeader:
+    """Send the whole context as compact JSON in one header (``X-Asapp-Context`` by default)."""
+
+    def __init__(self, name: str = "X-Asapp-Context") -> None:
+        self.name = name
+
+    def prepare(self, context: AuthContext) -> tuple[tuple[str, str], ...]:
+        value = json.dumps(context.to_dict(), separators=(",", ":"), ensure_ascii=True)
+        return ((self.name, value),)
+
+    def attach(self, request: httpx.Request, prepared: tuple[tuple[str, str], ...]) -> Attachment:
+        for name, value in prepared:
+            request.headers[name] = value
+        return Attachment(headers=prepared)
+
+    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+        for name, _ in attachment.headers:
+            request.headers.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"ContextHeader({self.name!r})"
+
+
+class CallableAttacher:
+    """Let ``function(request, context)`` attach the context however the platform wants it."""
+
+    def __init__(self, function: Callable[[httpx.Request, AuthContext], None]) -> None:
+        self.function = function
+
+    def prepare(self, context: AuthContext) -> AuthContext:
+        return context
+
+    def attach(self, request: httpx.Request, prepared: AuthContext) -> Attachment:
+        before = list(request.headers.multi_items())
+        stream = request.stream
+        self.function(request, prepared)
+        added = tuple(item for item in request.headers.multi_items() if item not in before)
+        return Attachment(
+            headers=added, in_body=request.stream is not stream, snapshot=(before, stream)
+        )
+
+    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+        assert attachment.snapshot is not None
+        headers, stream = attachment.snapshot
+        request.headers = httpx.Headers(headers)
+        if request.stream is not stream:
+            request.stream = stream
+            if isinstance(stream, httpx.ByteStream):
+                setattr(request, "_content", b"".join(stream))  # noqa: B010
+
+
+def as_attacher(value: object) -> Attacher:
+    """Accept an ``Attacher``, a plain ``function(request, context)``, or ``None`` (default)."""
+    if value is None:
+        return MapContext()
+    if all(hasattr(value, name) for name in ("prepare", "attach", "detach")):
+        return value  # type: ignore[return-value]
+    if callable(value):
+        return CallableAttacher(value)
+    raise ConfigurationError(
+        f"attach must be an Attacher or a function (request, context), not {type(value).__name__}"
+    )

@@ -1,0 +1,62 @@
+"""Reading a response for what it says about authentication.
+
+The default rules (``default_classifier``), after RFC 6750:
+
+==========================  ===================================================  ================
+request carried a context   response                                             verdict
+==========================  ===================================================  ================
+yes                         401, ``WWW-Authenticate: Bearer error="invalid_token"``  TOKEN_EXPIRED
+yes                         401 with no Bearer ``error`` (the context was refused)   TOKEN_EXPIRED
+yes                         401 with another Bearer ``error`` (``invalid_request``)  OK (returned)
+no (anonymous)              401                                                   LOGIN_REQUIRED
+any                         anything else                                         OK (returned)
+==========================  ===================================================  ================
+
+Replace them with ``AuthPipeline(classify=function)``: ``function(response, context_attached)``
+returns a ``Verdict``, or ``None`` for the default rules. A classifier that needs the response body
+sets ``function.reads_body_on = {status, ...}``; only those responses are read before it is called.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+
+import httpx
+
+__all__ = ["Classifier", "Verdict", "bearer_error", "default_classifier"]
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a verdict, not a password
+    LOGIN_REQUIRED = "login_required"
+
+
+Classifier = Callable[[httpx.Response, bool], "Verdict | None"]
+
+_BEARER_ERROR = re.compile(r'error\s*=\s*(?:"([^"]*)"|([^\s,]+))', re.IGNORECASE)
+
+
+def bearer_error(response: httpx.Response) -> str | None:
+    """The ``error`` parameter of a Bearer ``WWW-Authenticate`` challenge, if there is one."""
+    for challenge in response.headers.get_list("www-authenticate"):
+        scheme, _, params = challenge.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            match = _BEARER_ERROR.search(params)
+            if match:
+                return match.group(1) if match.group(1) is not None else match.group(2)
+    return None
+
+
+def default_classifier(response: httpx.Response, context_attached: bool) -> Verdict:
+    """Classify by the rules in this module's table."""
+    if response.status_code != 401:
+        return Verdict.OK
+    if not context_attached:
+        return Verdict.LOGIN_REQUIRED
+    error = bearer_error(response)
+    if error is None or error == "invalid_token":
+        return Verdict.TOKEN_EXPIRED
+    return Verdict.OK

@@ -1,0 +1,166 @@
+"""Which origins may receive a context, and the guard that keeps redirects from carrying it.
+
+httpx follows redirects before an ``httpx.Auth`` flow sees the response. On a hop to another
+origin it drops ``Authorization`` (but keeps it on an http-to-https upgrade of the same host),
+rebuilds ``Cookie`` from the client's jar, and copies every other header, and on a 307/308 the
+body, unchanged. So the pipeline installs a guard on each request it attaches a context to, through
+the documented ``trace`` request extension, which httpx copies to every hop and its HTTP transports
+call just before a hop's headers are written. On a hop to an origin that is not configured the
+guard removes every header and cookie the pipeline attached, and refuses a hop that would carry a
+context merged into the body (``RedirectBlockedError``). Transports that do not call ``trace``
+(mock, WSGI, ASGI) get httpx's own behaviour; see the security notes in the docs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import httpx
+
+from .attach import Attachment
+from .errors import ConfigurationError, RedirectBlockedError
+
+__all__ = ["Origin", "format_origin", "origin_of", "parse_origins"]
+
+Origin = tuple[str, str, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HEADERS_EVENT = "send_request_headers.started"
+
+log = logging.getLogger("asapp_auth")
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """The (scheme, host, port) origin of ``url``, with the scheme's default port filled in."""
+    scheme = url.scheme
+    return (scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme, 0))
+
+
+def format_origin(origin: Origin) -> str:
+    scheme, host, port = origin
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        f"{scheme}://{shown}"
+        if _DEFAULT_PORTS.get(scheme) == port
+        else f"{scheme}://{shown}:{port}"
+    )
+
+
+def parse_origins(values: Iterable[str]) -> frozenset[Origin]:
+    """Validate origins such as ``https://api.chat.example`` or ``http://127.0.0.1:8080``."""
+    if isinstance(values, str):
+        raise ConfigurationError(
+            f"origins must be a list of origins, not a single str; write origins=[{values!r}]"
+        )
+    found = set()
+    for value in values:
+        if not isinstance(value, str):
+            raise ConfigurationError(f"an origin must be a str, not {type(value).__name__}")
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"origin {value!r} is not a valid URL: {exc}") from None
+        if url.scheme not in _DEFAULT_PORTS or not url.host:
+            raise ConfigurationError(
+                f"origin {value!r} must be an http:// or https:// URL with a host"
+            )
+        if url.path not in ("", "/") or url.query or url.fragment or url.userinfo:
+            raise ConfigurationError(
+                f"origin {value!r} must be scheme://host[:port] only, without path, query, "
+                "fragment or credentials"
+            )
+        found.add(origin_of(url))
+    return frozenset(found)
+
+
+def _hop_origin(request: Any) -> Origin:
+    url = request.url  # an httpcore.URL
+    target = bytes(url.target)
+    if target.startswith((b"http://", b"https://")):  # absolute form, through a forward proxy
+        return origin_of(httpx.URL(target.decode("ascii")))
+    scheme = bytes(url.scheme).decode("ascii")
+    port = url.port or _DEFAULT_PORTS.get(scheme, 0)
+    return (scheme, bytes(url.host).decode("ascii").lower(), port)
+
+
+class _Guard:
+    __slots__ = ("_allowed", "_cookies", "_headers", "_in_body", "_inner")
+
+    def __init__(
+        self,
+        allowed: frozenset[Origin],
+        attachment: Attachment,
+        inner: Callable[[str, dict[str, Any]], Any] | None,
+    ) -> None:
+        self._allowed = allowed
+        self._headers = {(n.lower().encode(), v.encode()) for n, v in attachment.headers}
+        self._cookies = {c.encode() for c in attachment.cookies}
+        self._in_body = attachment.in_body
+        self._inner = inner
+
+    def _check(self, event: str, info: dict[str, Any]) -> None:
+        if not event.endswith(_HEADERS_EVENT) or "request" not in info:
+            return
+        request = info["request"]
+        origin = _hop_origin(request)
+        if origin in self._allowed:
+            return
+        if self._in_body and bytes(request.method) not in (b"GET", b"HEAD"):
+            raise RedirectBlockedError(
+                f"a redirect to {format_origin(origin)}, an origin not configured for this "
+                "pipeline, would carry the context merged into the request body; the request "
+                "was stopped. Add the origin to origins= if it is trusted, or disable redirects"
+            )
+        kept = []
+        for name, value in request.headers:
+            lowered = bytes(name).lower()
+            if (lowered, bytes(value)) in self._headers:
+                continue
+            if lowered == b"cookie" and self._cookies:
+                pairs = [p for p in bytes(value).split(b"; ") if p not in self._cookies]
+                if pairs:
+                    kept.append((name, b"; ".join(pairs)))
+                continue
+            kept.append((name, value))
+        if len(kept) != len(request.headers) or kept != list(request.headers):
+            request.headers[:] = kept
+            log.info("context removed from a redirect to %s", format_origin(origin))
+
+
+class RedirectGuard(_Guard):
+    """``trace`` extension for sync transports."""
+
+    __slots__ = ()
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        self._check(event, info)
+        if self._inner is not None:
+            self._inner(event, info)
+
+
+class AsyncRedirectGuard(_Guard):
+    """``trace`` extension for async transports."""
+
+    __slots__ = ()
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        self._check(event, info)
+        if self._inner is not None:
+            result = self._inner(event, info)
+            if isinstance(result, Awaitable):
+                await result
+
+
+def install_guard(
+    request: httpx.Request,
+    allowed: frozenset[Origin],
+    attachment: Attachment,
+    guard: type[RedirectGuard] | type[AsyncRedirectGuard],
+) -> None:
+    """Put a redirect guard for ``attachment`` on ``request``, keeping any trace already there."""
+    inner = request.extensions.get("trace")
+    if isinstance(inner, _Guard):
+        inner = inner._inner
+    # A new dict: the caller's own extensions mapping may be shared between requests.
+    request.extensions = {**request.extensions, "trace": guard(allowed, attachment, inner)}

@@ -1,0 +1,829 @@
+"""``AuthPipeline``: the customer, the contexts that authenticate it, and the httpx flow.
+
+A request goes through three layers. The flow (``_flow``) is written once, sans I/O: it yields the
+requests to send and the slow operations it needs (fetch, refresh, login), which the sync and async
+drivers run in their own way. The fast path, a fresh context in the cache, runs inline in the flow
+and takes only the cache's short lock. The slow operations are single-flight: the first caller
+for a customer claims a ``Flight`` and runs the provider (in its own thread when synchronous, in a
+worker thread under asyncio); every other caller waits for that flight's outcome.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import pluggy
+
+from ._flight import Flight
+from .attach import Attacher, Attachment, as_attacher
+from .cache import CachedContext, ContextCache, MemoryContextCache
+from .classify import Classifier, Verdict, default_classifier
+from .context import AuthContext
+from .customer import ContextProvider, Customer
+from .errors import (
+    AsappAuthError,
+    ConfigurationError,
+    InvalidContextError,
+    LoginRequiredError,
+    NoProviderError,
+    ProviderError,
+    ProviderTimeoutError,
+    RequestNotReplayableError,
+    TokenRejectedError,
+)
+from .hookspecs import hookimpl
+from .origins import (
+    AsyncRedirectGuard,
+    Origin,
+    RedirectGuard,
+    format_origin,
+    install_guard,
+    origin_of,
+    parse_origins,
+)
+from .plugins import configure_plugin, discover, get_plugin_manager, register_plugin
+
+__all__ = ["AuthPipeline", "CustomerAuth"]
+
+log = logging.getLogger("asapp_auth")
+
+CUSTOMER_PROVIDER = "customer-provider"
+# How many times one request re-resolves its customer when it is switched under it.
+_MAX_SWITCHES = 8
+
+
+class _CustomerProvider:
+    """Serves each customer's own ``context_provider`` through ``provide_context``, first."""
+
+    @hookimpl(tryfirst=True)
+    def provide_context(
+        self, customer: Customer, needs_refresh: bool
+    ) -> Mapping[str, Any] | AuthContext | None:
+        if customer.provider is None:
+            return None
+        return customer.ask(needs_refresh)
+
+
+# The slow operations the flow asks its driver to run.
+@dataclass(slots=True)
+class _Fetch:
+    customer: Customer
+    stale: CachedContext | None
+    needs_refresh: bool
+
+
+@dataclass(slots=True)
+class _Rejected:
+    customer: Customer
+    entry: CachedContext
+
+
+@dataclass(slots=True)
+class _Login:
+    reason: Literal["anonymous", "session_gone"]
+    customer: Customer | None
+    generation: int
+
+
+@dataclass(slots=True)
+class _ReadBody:
+    response: httpx.Response
+
+
+_Op = _Fetch | _Rejected | _Login | _ReadBody
+
+
+def _seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ConfigurationError(
+            f"{name} must be {'above' if positive else 'at least'} 0, not {value!r}"
+        )
+    return float(value)
+
+
+class AuthPipeline(httpx.Auth):
+    """Authenticate an app's requests to the chat platform as its current customer.
+
+    Give it to an existing ``httpx.Client`` or ``httpx.AsyncClient`` as ``auth=``. Requests to
+    ``origins`` carry the current customer's context; requests anywhere else carry nothing.
+
+    :param origins: the platform origins (``scheme://host[:port]``) that may receive a context.
+    :param plugins: entry-point plugins to use, by name, or a mapping of name to settings.
+    :param cache: where contexts are kept; by default an in-process LRU of ``cache_size`` entries.
+    :param expiry_margin: a context is no longer served this many seconds before it expires
+        (at most a tenth of its lifetime).
+    :param refresh_ahead: this many seconds before that, one caller refreshes it in the background
+        while the others keep using it (at most ``refresh_ahead_fraction`` of its lifetime).
+    :param provider_timeout: how long a provider may take to answer.
+    :param login_timeout: how long requests wait for ``set_customer`` after a login is required.
+    :param attach: how a context goes on a request: an ``Attacher`` or ``function(request,
+        context)``; by default ``MapContext``.
+    :param classify: ``function(response, context_attached) -> Verdict | None``, replacing the
+        default rules of ``asapp_auth.classify``.
+    :param plugin_manager: a pluggy manager to use instead of a fresh one.
+    """
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(
+        self,
+        origins: Iterable[str],
+        *,
+        plugins: Iterable[str] | Mapping[str, Mapping[str, Any] | None] = (),
+        cache: ContextCache | None = None,
+        cache_size: int = 10_000,
+        expiry_margin: float = 10.0,
+        refresh_ahead: float = 60.0,
+        refresh_ahead_fraction: float = 0.25,
+        provider_timeout: float = 30.0,
+        login_timeout: float = 120.0,
+        attach: Attacher | Callable[[httpx.Request, AuthContext], None] | None = None,
+        classify: Classifier | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        self._origins: frozenset[Origin] = parse_origins(origins)
+        self._expiry_margin = _seconds("expiry_margin", expiry_margin)
+        self._refresh_ahead = _seconds("refresh_ahead", refresh_ahead)
+        fraction = _seconds("refresh_ahead_fraction", refresh_ahead_fraction)
+        if fraction >= 1:
+            raise ConfigurationError("refresh_ahead_fraction must be below 1")
+        self._ahead_fraction = fraction
+        self._provider_timeout = _seconds("provider_timeout", provider_timeout, positive=True)
+        self._login_timeout = _seconds("login_timeout", login_timeout)
+        self._attacher = as_attacher(attach)
+        if classify is not None and not callable(classify):
+            raise ConfigurationError("classify must be a function (response, context_attached)")
+        self._classify: Classifier = classify or default_classifier
+        self._reads_body_on: frozenset[int] = frozenset(getattr(classify, "reads_body_on", ()))
+        if cache is None:
+            cache = MemoryContextCache(cache_size)
+        elif not isinstance(cache, ContextCache):
+            raise ConfigurationError("cache must implement get, set, pop and clear (ContextCache)")
+        self._cache: ContextCache = cache
+
+        self._lock = threading.Lock()
+        # (customer, generation), swapped as one so a request reads both at once, without a lock.
+        self._state: tuple[Customer | None, int] = (None, 0)
+        self._inflight: dict[object, Flight[CachedContext]] = {}
+        self._login: Flight[Customer] | None = None
+        self._loaded = False
+
+        self._pm = plugin_manager or get_plugin_manager()
+        register_plugin(self._pm, _CustomerProvider(), CUSTOMER_PROVIDER)
+        self._configure_plugins(plugins)
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def _configure_plugins(
+        self, plugins: Iterable[str] | Mapping[str, Mapping[str, Any] | None]
+    ) -> None:
+        if isinstance(plugins, str):
+            raise ConfigurationError(
+                f"plugins must be a list of names; write plugins=[{plugins!r}]"
+            )
+        wanted = (
+            list(plugins.items()) if isinstance(plugins, Mapping) else [(n, None) for n in plugins]
+        )
+        if not wanted:
+            return
+        installed = {info.name: info for info in discover()}
+        # pluggy asks the last registered first: register in reverse to ask in the given order.
+        for name, settings in reversed(wanted):
+            info = installed.get(name)
+            if info is None:
+                raise ConfigurationError(
+                    f"no installed plugin is named {name!r} "
+                    f"(installed: {sorted(installed) or 'none'}); "
+                    f"pip install asapp-auth-{name}, or check ASAPP_AUTH_PLUGINS"
+                )
+            register_plugin(self._pm, configure_plugin(info, settings), name)
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        return self._pm
+
+    @property
+    def origins(self) -> list[str]:
+        return sorted(format_origin(origin) for origin in self._origins)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object (its ``@hookimpl`` methods); it is asked before older ones."""
+        return register_plugin(self._pm, plugin, name)
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a plugin registered with ``register``."""
+        self._pm.unregister(plugin)
+
+    # -- the customer ---------------------------------------------------------------------------
+
+    @property
+    def customer(self) -> Customer | None:
+        """The current customer, or ``None`` when anonymous."""
+        return self._state[0]
+
+    def load(
+        self, customer_id: str | None = None, context_provider: ContextProvider | None = None
+    ) -> Customer | None:
+        """Set the customer at start-up: identified (an id, and a provider or plugins to answer
+        for it) or anonymous (no id). Later changes go through ``set_customer`` and ``clear``."""
+        if self._loaded:
+            raise ConfigurationError(
+                "load() was already called for this pipeline; use set_customer() to change the "
+                "customer mid-session, or clear() to go back to anonymous"
+            )
+        self._loaded = True
+        if customer_id is None:
+            if context_provider is not None:
+                raise ConfigurationError("a context_provider needs a customer_id")
+            return None
+        return self.set_customer(customer_id, context_provider)
+
+    def set_customer(
+        self, customer_id: str, context_provider: ContextProvider | None = None
+    ) -> Customer:
+        """Make ``customer_id`` the current customer, from any thread or task.
+
+        No request that starts after this returns carries the previous customer's context.
+        Requests waiting for a login go on as this customer.
+        """
+        new = Customer.create(customer_id, context_provider)
+        with self._lock:
+            old, generation = self._state
+            if new != old:
+                self._state = (new, generation + 1)
+                self._forget(old)
+            login, self._login = self._login, None
+        if login is not None:
+            login.resolve(new)
+        log.info("customer set to %r", new.id)
+        return new
+
+    def clear(self) -> None:
+        """Go back to an anonymous customer; the previous customer's contexts are dropped."""
+        with self._lock:
+            old, generation = self._state
+            if old is None:
+                return
+            self._state = (None, generation + 1)
+            self._forget(old)
+        log.info("customer %r cleared; now anonymous", old.id)
+
+    def _forget(self, customer: Customer | None) -> None:
+        """Drop ``customer``'s context and disown its refresh in flight. Holds ``_lock``."""
+        if customer is None:
+            return
+        self._cache.pop(customer.cache_key)
+        flight = self._inflight.pop(customer.cache_key, None)
+        if flight is not None:
+            flight.orphaned = True
+
+    def for_customer(
+        self, customer_id: str, context_provider: ContextProvider | None = None
+    ) -> CustomerAuth:
+        """An ``httpx.Auth`` for one fixed customer, sharing this pipeline's plugins and cache.
+
+        For servers acting for many customers at once:
+        ``client.get(url, auth=pipeline.for_customer(customer_id))``.
+        """
+        return CustomerAuth(self, Customer.create(customer_id, context_provider))
+
+    # -- contexts -------------------------------------------------------------------------------
+
+    def get_context(
+        self, needs_refresh: bool = False, *, customer: Customer | None = None
+    ) -> AuthContext | None:
+        """The current (or given) customer's context, from the cache or its provider.
+
+        ``needs_refresh=True`` asks the provider for a fresh one, once for concurrent callers.
+        Returns ``None`` for an anonymous customer.
+        """
+        customer = customer or self._state[0]
+        if customer is None:
+            return None
+        entry = self._lookup(customer, force=needs_refresh)
+        if not isinstance(entry, CachedContext):
+            entry = self._fetch_sync(entry)
+        return entry.context
+
+    async def aget_context(
+        self, needs_refresh: bool = False, *, customer: Customer | None = None
+    ) -> AuthContext | None:
+        """``get_context`` for asyncio: a provider runs in a worker thread, off the loop."""
+        customer = customer or self._state[0]
+        if customer is None:
+            return None
+        entry = self._lookup(customer, force=needs_refresh)
+        if not isinstance(entry, CachedContext):
+            entry = await self._fetch_async(entry)
+        return entry.context
+
+    def _lookup(self, customer: Customer, force: bool = False) -> CachedContext | _Fetch:
+        """The cached path: a fresh entry, or the fetch to run. Starts a refresh ahead if due."""
+        entry = self._cache.get(customer.cache_key)
+        if entry is None:
+            return _Fetch(customer, None, force)
+        now = time.monotonic()
+        if force or now >= entry.expires_at:
+            return _Fetch(customer, entry, True)
+        if now >= entry.refresh_at and not entry.ahead_started:
+            self._start_refresh_ahead(customer, entry)
+        return entry
+
+    def _make_entry(self, context: AuthContext, plugin: str, asked_at: float) -> CachedContext:
+        lifetime = context.expires_in
+        if lifetime is None:
+            return CachedContext(context, plugin, asked_at, math.inf, math.inf)
+        # Expiry is counted on the monotonic clock from when the provider was asked.
+        expires = asked_at + lifetime - min(self._expiry_margin, lifetime * 0.1)
+        refresh = expires - min(self._refresh_ahead, lifetime * self._ahead_fraction)
+        return CachedContext(context, plugin, asked_at, refresh, expires)
+
+    def _claim(
+        self, customer: Customer, stale: CachedContext | None, rejected: bool = False
+    ) -> tuple[Flight[CachedContext] | None, bool, CachedContext | None]:
+        """Join the customer's flight, start one (leader), or find it already refreshed."""
+        key = customer.cache_key
+        with self._lock:
+            current = self._cache.get(key)
+            if rejected and current is stale and current is not None:
+                self._cache.pop(key)  # never serve a context the server has refused
+                current = None
+            if (
+                current is not None
+                and current is not stale
+                and time.monotonic() < current.expires_at
+            ):
+                return None, False, current
+            flight = self._inflight.get(key)
+            if flight is not None:
+                return flight, False, None
+            flight = Flight(
+                self._provider_timeout,
+                lambda: ProviderTimeoutError(
+                    f"no context for customer {customer.id!r} within provider_timeout="
+                    f"{self._provider_timeout:g}s; make the provider answer sooner or raise the "
+                    "timeout. Nothing was cached: the next request asks again",
+                    customer_id=customer.id,
+                ),
+                lambda flight: self._drop_flight(key, flight),
+            )
+            self._inflight[key] = flight
+            return flight, True, None
+
+    def _drop_flight(self, key: object, flight: Flight[Any]) -> None:
+        with self._lock:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+
+    def _fetch_sync(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
+        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected)
+        if flight is None:
+            assert current is not None
+            return current
+        if leader:
+            self._run(flight, fetch, rejected, in_thread=False)
+        return flight.wait()
+
+    async def _fetch_async(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
+        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected)
+        if flight is None:
+            assert current is not None
+            return current
+        if leader:
+            _spawn(self._run, flight, fetch, rejected, True)
+        return await flight.wait_async()
+
+    def _start_refresh_ahead(self, customer: Customer, entry: CachedContext) -> None:
+        with self._lock:
+            if entry.ahead_started:
+                return
+            entry.ahead_started = True
+        flight, leader, _ = self._claim(customer, entry)
+        if leader:
+            assert flight is not None
+            _spawn(self._run, flight, _Fetch(customer, entry, True), False, True, True)
+
+    def _run(
+        self,
+        flight: Flight[CachedContext],
+        fetch: _Fetch,
+        rejected: bool,
+        in_thread: bool,
+        ahead: bool = False,
+    ) -> None:
+        """Ask the providers once and complete ``flight`` with the outcome."""
+        customer, stale = fetch.customer, fetch.stale
+        key = customer.cache_key
+        asked_at = time.monotonic()
+        try:
+            if rejected and stale is not None:
+                self._token_expired(customer, stale.context)
+            context, plugin = self._ask(customer, fetch.needs_refresh)
+            took = time.monotonic() - asked_at
+            if took > self._provider_timeout:
+                raise ProviderTimeoutError(
+                    f"the provider for customer {customer.id!r} took {took:.1f}s, longer than "
+                    f"provider_timeout={self._provider_timeout:g}s; its answer was not used",
+                    customer_id=customer.id,
+                )
+            entry = self._make_entry(context, plugin, asked_at)
+        except BaseException as exc:
+            error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
+            if flight.fail(error):
+                self._drop_flight(key, flight)
+            if ahead:
+                log.warning(
+                    "refreshing the context of customer %r ahead of its expiry failed (%s); "
+                    "the current context is used until it expires",
+                    customer.id,
+                    type(error).__name__,
+                )
+            if not isinstance(exc, Exception) and not in_thread:
+                raise
+            return
+        if flight.resolve(entry):
+            with self._lock:
+                if not flight.orphaned:
+                    self._cache.set(key, entry)
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
+            log.debug("context for customer %r from %s", customer.id, plugin)
+
+    def _ask(self, customer: Customer, needs_refresh: bool) -> tuple[AuthContext, str]:
+        """Call ``provide_context`` implementations in order until one answers.
+
+        Done here rather than through pluggy's firstresult call so that errors and the cache can
+        name the plugin that answered.
+        """
+        kwargs = {"customer": customer, "needs_refresh": needs_refresh}
+        for impl in reversed(self._pm.hook.provide_context.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            name = impl.plugin_name
+            source = (
+                f"the context_provider of customer {customer.id!r}"
+                if name == CUSTOMER_PROVIDER
+                else f"plugin {name!r}"
+            )
+            try:
+                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except LoginRequiredError:
+                raise
+            except ProviderError as exc:
+                exc.plugin = exc.plugin or name
+                exc.customer_id = exc.customer_id or customer.id
+                raise
+            except Exception as exc:
+                raise ProviderError(
+                    f"{source} raised {type(exc).__name__} while asked for a context "
+                    f"(needs_refresh={needs_refresh}); see the chained exception. Nothing was "
+                    "cached: the next request asks again",
+                    plugin=name,
+                    customer_id=customer.id,
+                ) from exc
+            if result is None:
+                continue
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise ProviderError(
+                    f"{source} returned an awaitable; providers must be plain functions that "
+                    "return the context (they already run off the event loop)",
+                    plugin=name,
+                    customer_id=customer.id,
+                )
+            try:
+                if isinstance(result, AuthContext):
+                    context = result
+                else:  # validated by AuthContext, whatever the plugin returned
+                    context = AuthContext(result, source=source)  # type: ignore[arg-type]
+            except InvalidContextError as exc:
+                exc.plugin, exc.customer_id = name, customer.id
+                raise
+            return context, name
+        raise NoProviderError(
+            f"no provider answered for customer {customer.id!r}: give a context_provider to "
+            "load()/set_customer(), or configure a provider plugin (plugins=[...])",
+            customer_id=customer.id,
+        )
+
+    def _token_expired(self, customer: Customer, context: AuthContext) -> None:
+        try:
+            self._pm.hook.on_token_expired(pipeline=self, customer=customer, context=context)
+        except Exception as exc:
+            log.warning(
+                "an on_token_expired hook raised %s; the refresh goes on", type(exc).__name__
+            )
+
+    # -- login ----------------------------------------------------------------------------------
+
+    def _claim_login(self, op: _Login) -> tuple[Flight[Customer] | None, bool, Customer | None]:
+        with self._lock:
+            current, generation = self._state
+            if op.reason == "session_gone" and current is not None and current == op.customer:
+                self._state = (None, generation + 1)
+                self._forget(current)
+                log.info("the session of customer %r is gone; now anonymous", current.id)
+            elif current is not None and (generation != op.generation or op.reason == "anonymous"):
+                return None, False, current  # a customer was set meanwhile
+            if self._login is not None:
+                return self._login, False, None
+            flight: Flight[Customer] = Flight(
+                self._login_timeout,
+                lambda: LoginRequiredError(
+                    f"a login is required and no customer was set within login_timeout="
+                    f"{self._login_timeout:g}s; call set_customer() from the on_login_required "
+                    "handler once the customer has logged in"
+                ),
+                self._drop_login,
+            )
+            self._login = flight
+            return flight, True, None
+
+    def _drop_login(self, flight: Flight[Customer]) -> None:
+        with self._lock:
+            if self._login is flight:
+                self._login = None
+
+    def _run_login(self, flight: Flight[Customer], op: _Login) -> None:
+        try:
+            taken = self._pm.hook.on_login_required(
+                pipeline=self, customer=op.customer, reason=op.reason
+            )
+        except Exception as exc:
+            error = LoginRequiredError(
+                f"the on_login_required handler raised {type(exc).__name__}; "
+                "see the chained exception"
+            )
+            error.__cause__ = exc
+        else:
+            if taken:
+                return  # set_customer completes the flight
+            error = LoginRequiredError(
+                "the login was declined by the on_login_required handler"
+                if taken is False
+                else "a login is required and no on_login_required handler took charge of it; "
+                "register one, or set the customer with load()/set_customer() first"
+            )
+        if flight.fail(error):
+            self._drop_login(flight)
+
+    def _login_sync(self, op: _Login) -> Customer:
+        flight, leader, current = self._claim_login(op)
+        if flight is None:
+            assert current is not None
+            return current
+        if leader:
+            self._run_login(flight, op)
+        return flight.wait()
+
+    async def _login_async(self, op: _Login) -> Customer:
+        flight, leader, current = self._claim_login(op)
+        if flight is None:
+            assert current is not None
+            return current
+        if leader:
+            _spawn(self._run_login, flight, op)
+        return await flight.wait_async()
+
+    # -- the httpx flow -------------------------------------------------------------------------
+
+    def _run_op_sync(self, op: _Op) -> object:
+        if isinstance(op, _Fetch):
+            return self._fetch_sync(op)
+        if isinstance(op, _Rejected):
+            return self._fetch_sync(_Fetch(op.customer, op.entry, True), rejected=True)
+        if isinstance(op, _Login):
+            return self._login_sync(op)
+        return op.response.read()
+
+    async def _run_op_async(self, op: _Op) -> object:
+        if isinstance(op, _Fetch):
+            return await self._fetch_async(op)
+        if isinstance(op, _Rejected):
+            return await self._fetch_async(_Fetch(op.customer, op.entry, True), rejected=True)
+        if isinstance(op, _Login):
+            return await self._login_async(op)
+        return await op.response.aread()
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        return _drive_sync(self, self._flow(request, RedirectGuard, None))
+
+    def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        return _drive_async(self, self._flow(request, AsyncRedirectGuard, None))
+
+    def _flow(
+        self,
+        request: httpx.Request,
+        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
+        bound: Customer | None,
+    ) -> Generator[httpx.Request | _Op, Any, None]:
+        if origin_of(request.url) not in self._origins:
+            yield request  # not a platform origin: it gets nothing
+            return
+        refreshed = logged_in = False
+        entry: CachedContext | None = None
+        switches = 0
+        while True:
+            customer, generation = (bound, -1) if bound is not None else self._state
+            attachment: Attachment | None = None
+            if customer is not None:
+                if entry is None:
+                    found = self._lookup(customer)
+                    try:
+                        entry = found if isinstance(found, CachedContext) else (yield found)
+                    except LoginRequiredError:
+                        if logged_in or bound is not None:
+                            raise
+                        logged_in = True
+                        yield _Login("session_gone", customer, generation)
+                        continue
+                assert entry is not None
+                if bound is None and self._state[0] is not customer:
+                    # The customer was switched while its context was fetched: start again.
+                    switches += 1
+                    if switches > _MAX_SWITCHES:
+                        raise AsappAuthError("the customer kept changing while a request was made")
+                    entry = None
+                    continue
+                prepared = entry.prepared
+                if prepared is None:
+                    prepared = entry.prepared = self._attacher.prepare(entry.context)
+                attachment = self._attacher.attach(request, prepared)
+                if not attachment.authorization_only or request.url.scheme != "https":
+                    install_guard(request, self._origins, attachment, guard)
+            response = yield request
+            if response.status_code in self._reads_body_on:
+                yield _ReadBody(response)
+            verdict = self._classify(response, attachment is not None) or default_classifier(
+                response, attachment is not None
+            )
+            if verdict is Verdict.OK:
+                return
+            if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
+                if attachment is not None:
+                    self._attacher.detach(request, attachment)
+                if refreshed:
+                    raise TokenRejectedError(
+                        f"{format_origin(origin_of(request.url))} rejected the context of customer "
+                        f"{customer.id!r} again (HTTP {response.status_code}) right after it was "
+                        "refreshed; check what the provider returns and what the platform expects",
+                        origin=format_origin(origin_of(request.url)),
+                        status_code=response.status_code,
+                        customer_id=customer.id,
+                    )
+                refreshed = True
+                log.info("the context of customer %r was rejected; refreshing", customer.id)
+                try:
+                    entry = yield _Rejected(customer, entry)
+                except LoginRequiredError:
+                    if logged_in or bound is not None:
+                        raise
+                    logged_in = True
+                    entry = None
+                    yield _Login("session_gone", customer, generation)
+                _check_replayable(request, customer)
+                continue
+            if verdict is Verdict.LOGIN_REQUIRED:
+                if attachment is not None:
+                    self._attacher.detach(request, attachment)
+                if logged_in or bound is not None:
+                    raise LoginRequiredError(
+                        f"{format_origin(origin_of(request.url))} requires a login"
+                        + (" for this customer" if bound is not None else " even after one")
+                        + f" (HTTP {response.status_code})",
+                        customer_id=None if customer is None else customer.id,
+                    )
+                logged_in = True
+                reason: Literal["anonymous", "session_gone"] = (
+                    "anonymous" if customer is None else "session_gone"
+                )
+                yield _Login(reason, customer, generation)
+                entry = None
+                _check_replayable(request, customer)
+                continue
+            return
+
+    def __repr__(self) -> str:
+        customer = self._state[0]
+        return (
+            f"AuthPipeline(origins={self.origins!r}, "
+            f"customer={None if customer is None else customer.id!r})"
+        )
+
+
+class CustomerAuth(httpx.Auth):
+    """An ``httpx.Auth`` for one fixed customer of an ``AuthPipeline`` (see ``for_customer``)."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(self, pipeline: AuthPipeline, customer: Customer) -> None:
+        self.pipeline = pipeline
+        self.customer = customer
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        pipeline = self.pipeline
+        return _drive_sync(pipeline, pipeline._flow(request, RedirectGuard, self.customer))
+
+    def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        pipeline = self.pipeline
+        return _drive_async(pipeline, pipeline._flow(request, AsyncRedirectGuard, self.customer))
+
+    def get_context(self, needs_refresh: bool = False) -> AuthContext | None:
+        return self.pipeline.get_context(needs_refresh, customer=self.customer)
+
+    async def aget_context(self, needs_refresh: bool = False) -> AuthContext | None:
+        return await self.pipeline.aget_context(needs_refresh, customer=self.customer)
+
+    def __repr__(self) -> str:
+        return f"CustomerAuth(customer={self.customer.id!r})"
+
+
+def _drive_sync(
+    pipeline: AuthPipeline, flow: Generator[httpx.Request | _Op, Any, None]
+) -> Generator[httpx.Request, httpx.Response, None]:
+    """Run a flow for a sync client: send its requests, run its operations in this thread."""
+    try:
+        item = next(flow)
+        while True:
+            if isinstance(item, httpx.Request):
+                item = flow.send((yield item))
+                continue
+            try:
+                result = pipeline._run_op_sync(item)
+            except AsappAuthError as exc:
+                item = flow.throw(exc)
+            else:
+                item = flow.send(result)
+    except StopIteration:
+        return
+    finally:
+        flow.close()
+
+
+async def _drive_async(
+    pipeline: AuthPipeline, flow: Generator[httpx.Request | _Op, Any, None]
+) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    """Run a flow for an async client: providers and handlers run in worker threads."""
+    try:
+        item = next(flow)
+        while True:
+            if isinstance(item, httpx.Request):
+                item = flow.send((yield item))
+                continue
+            try:
+                result = await pipeline._run_op_async(item)
+            except AsappAuthError as exc:
+                item = flow.throw(exc)
+            else:
+                item = flow.send(result)
+    except StopIteration:
+        return
+    finally:
+        flow.close()
+
+
+def _check_replayable(request: httpx.Request, customer: Customer | None) -> None:
+    if not isinstance(request.stream, httpx.ByteStream):
+        raise RequestNotReplayableError(
+            f"{request.method} {format_origin(origin_of(request.url))} had to be sent again "
+            f"{'with a refreshed context' if customer else 'after a login'}, but its body is a "
+            "stream that was already consumed; the context is ready: send the request again, or "
+            "give the body as bytes"
+        )
+
+
+def _wrap(exc: BaseException, customer: Customer) -> ProviderError:
+    error = ProviderError(
+        f"asking for the context of customer {customer.id!r} was interrupted "
+        f"({type(exc).__name__}); the next request asks again",
+        customer_id=customer.id,
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _spawn(target: Callable[..., None], *args: object) -> None:
+    # A daemon thread per slow operation: refreshes are rare, and a provider that hangs must
+    # neither block interpreter exit nor the shutdown of an event loop's default executor.
+    threading.Thread(target=target, args=args, daemon=True, name="asapp-auth-provider").start()
