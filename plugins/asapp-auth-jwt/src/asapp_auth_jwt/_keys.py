@@ -14,10 +14,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from asapp_auth.errors import ConfigurationError
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from asapp_auth.errors import ConfigurationError
 
 from ._secrets import PLUGIN, read_file
 
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
 SigningKey: TypeAlias = PrivateKey | bytes
 """A private key object, or the secret of an HMAC algorithm."""
 
@@ -43,7 +45,8 @@ CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P-384": ec.SECP384R1,
     "P-521": ec.SECP521R1,
 }
-CURVE_NAMES = {cls.name: jwk_name for jwk_name, cls in CURVES.items()}
+CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+"""Curve names of ``cryptography`` to those of JOSE."""
 
 
 def b64url_encode(data: bytes) -> bytes:
@@ -108,7 +111,8 @@ def jwk_to_key(jwk: Mapping[str, Any], where: str = "given inline") -> SigningKe
                 raise public_only
             n, e, d = (_int_member(jwk, m, where) for m in ("n", "e", "d"))
             if all(m in jwk for m in ("p", "q", "dp", "dq", "qi")):
-                p, q, dp, dq, qi = (_int_member(jwk, m, where) for m in ("p", "q", "dp", "dq", "qi"))
+                crt = ("p", "q", "dp", "dq", "qi")
+                p, q, dp, dq, qi = (_int_member(jwk, m, where) for m in crt)
             else:
                 p, q = rsa.rsa_recover_prime_factors(n, e, d)
                 dp, dq, qi = rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q)
@@ -125,7 +129,8 @@ def jwk_to_key(jwk: Mapping[str, Any], where: str = "given inline") -> SigningKe
             d = _int_member(jwk, "d", where)
             ec_key = ec.derive_private_key(d, CURVES[crv]())
             numbers = ec_key.public_key().public_numbers()
-            if (numbers.x, numbers.y) != (_int_member(jwk, "x", where), _int_member(jwk, "y", where)):
+            given = (_int_member(jwk, "x", where), _int_member(jwk, "y", where))
+            if (numbers.x, numbers.y) != given:
                 raise ConfigurationError(
                     f"{PLUGIN}: the JWK {where} has x/y members that do not match its d member"
                 )
@@ -184,7 +189,7 @@ def pem_to_key(data: bytes, where: str, passphrase: str | bytes | None) -> Priva
             f"{PLUGIN}: the PEM key {where} could not be loaded: {hint}it is not a PEM private key "
             "(PKCS#8, PKCS#1 or SEC1)"
         ) from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+    if not isinstance(key, PRIVATE_KEY_TYPES):
         raise ConfigurationError(
             f"{PLUGIN}: the PEM key {where} is a {type(key).__name__}; use an RSA, EC (P-256, "
             "P-384, P-521) or Ed25519 key"

@@ -13,13 +13,15 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from asapp_auth.errors import ConfigurationError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from asapp_auth.errors import ConfigurationError
+
 from ._keys import (
     CURVE_NAMES,
+    PRIVATE_KEY_TYPES,
     PrivateKey,
     SigningKey,
     b64url_encode,
@@ -51,6 +53,16 @@ ALGORITHMS: tuple[str, ...] = (
 """Every JWS algorithm a ``Signer`` signs with."""
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# JSONEncoder.encode builds a new C encoder on every call; on the hot path build it once.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Callable[[Any, int], Any] | None = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, False,
+    )
+)  # fmt: skip
 
 
 def _default_algorithm(key: SigningKey) -> str:
@@ -124,7 +136,9 @@ def _make_sign(key: SigningKey, algorithm: str) -> Callable[[bytes], bytes]:
         return lambda data: rsa_sign(data, pad, hash_)
     if family == "ES":
         crv, size = _EC_CURVES[algorithm]
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or CURVE_NAMES.get(key.curve.name) != crv:
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise mismatch()
+        if CURVE_NAMES.get(key.curve.name) != crv:
             raise mismatch()
         ecdsa = ec.ECDSA(_HASHES[bits]())
         ec_sign = key.sign
@@ -276,7 +290,7 @@ class Signer:
             header_b64 = b64url_encode(self._encode(self._merge_header(headers), "header"))
         else:
             header_b64 = self._header_b64
-        if not isinstance(claims, Mapping):
+        if type(claims) is not dict and not isinstance(claims, Mapping):
             raise ConfigurationError(
                 f"{PLUGIN}: claims must be a mapping (a JSON object), not {type(claims).__name__}"
             )
@@ -322,6 +336,8 @@ class Signer:
     @staticmethod
     def _encode(value: Mapping[str, Any], what: str) -> bytes:
         try:
+            if _C_ENCODE is not None and type(value) is dict:
+                return "".join(_C_ENCODE(value, 0)).encode("ascii")
             return _ENCODER.encode(value).encode("ascii")
         except (TypeError, ValueError) as exc:
             # The message describes a type ("Object of type X is not JSON serializable"),
@@ -353,7 +369,7 @@ def load_signers(
     """
     if isinstance(source, Signer):
         return [source]
-    if isinstance(source, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+    if isinstance(source, PRIVATE_KEY_TYPES):
         return [Signer(source, algorithm=algorithm, kid=kid)]
     parsed: SigningKey | Mapping[str, Any]
     if isinstance(source, Mapping):

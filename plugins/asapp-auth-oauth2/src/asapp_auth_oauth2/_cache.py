@@ -88,8 +88,14 @@ class TokenCache:
                 del self._slots[key]
                 excess -= 1
 
-    def _usable(self, key: Hashable, entry: CachedToken | None, customer_id: str,
-                needs_refresh: bool, now: float) -> bool:
+    def _usable(
+        self,
+        key: Hashable,
+        entry: CachedToken | None,
+        customer_id: str,
+        needs_refresh: bool,
+        now: float,
+    ) -> bool:
         if entry is None:
             return False
         margin = min(self._margin, entry.lifetime * 0.1)

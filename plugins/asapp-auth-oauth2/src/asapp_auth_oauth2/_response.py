@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TokenResponseError
 from ._settings import OAuth2Settings
+from .errors import TokenResponseError
 
 __all__ = ["TokenResponse", "parse_token_response"]
 
@@ -54,9 +54,7 @@ def parse_token_response(
         raise fail("access_token holds spaces or characters that cannot be sent in a header")
     token_type = data.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        shown = (
-            repr(token_type[:20]) if isinstance(token_type, str) else type(token_type).__name__
-        )
+        shown = repr(token_type[:20]) if isinstance(token_type, str) else type(token_type).__name__
         raise fail(f"token_type is {shown}, not Bearer (this plugin sends Bearer tokens only)")
     expires_in = _lifetime(data.get("expires_in"), settings, fail)
     refresh = data.get("refresh_token")

@@ -14,7 +14,7 @@ from asapp_auth.errors import ConfigurationError
 
 from ._secrets import Secret, resolve_secret
 
-__all__ = ["GRANTS", "CLIENT_AUTH_METHODS", "OAuth2Settings", "Signer", "parse_settings"]
+__all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
 
 PLUGIN = "oauth2"
 
@@ -34,16 +34,14 @@ CLIENT_AUTH_METHODS = (
     "tls_client_auth",
     "none",
 )
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
 @runtime_checkable
 class Signer(Protocol):
     """What the plugin needs of a signer: the JWT plugin's ``asapp_auth_jwt.Signer`` is one."""
 
-    def sign(
-        self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None
-    ) -> str: ...
+    def sign(self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +223,8 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
     if key is None:
         return None
     try:
-        from asapp_auth_jwt import Signer as JWTSigner  # type: ignore[import-not-found]
+        # Imported by name: the JWT plugin is an optional extra, needed only here.
+        jwt_plugin: Any = importlib.import_module("asapp_auth_jwt")
     except ImportError:
         raise _fail(
             "signing_key",
@@ -241,9 +240,9 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
         raise _fail("signing_key", "must be a PEM path, 'env:NAME' or PEM bytes")
     passphrase = raw.get("signing_key_passphrase")
     secret = None if passphrase is None else resolve_secret("signing_key_passphrase", passphrase)
-    algorithm = _str("signing_algorithm", raw.get("signing_algorithm", "RS256"), required=True)
+    algorithm = _str("signing_algorithm", raw.get("signing_algorithm"))
     try:
-        built = JWTSigner.from_pem(
+        built = jwt_plugin.Signer.from_pem(
             material,
             algorithm=algorithm,
             kid=_str("signing_kid", raw.get("signing_kid")),
@@ -253,9 +252,12 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
         raise
     except Exception as exc:
         raise _fail(
-            "signing_key", f"could not be loaded ({type(exc).__name__}); check the key and passphrase"
+            "signing_key",
+            f"could not be loaded ({type(exc).__name__}); check the key and passphrase",
         ) from None
-    return built  # type: ignore[no-any-return]
+    if not isinstance(built, Signer):
+        raise _fail("signing_key", "did not give a signer with a sign() method")
+    return built
 
 
 _KNOWN = frozenset(OAuth2Settings.__dataclass_fields__) | {
@@ -306,7 +308,9 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         default_auth = "private_key_jwt"
     client_auth = raw.get("client_auth", default_auth)
     if client_auth not in CLIENT_AUTH_METHODS:
-        raise _fail("client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {client_auth!r}")
+        raise _fail(
+            "client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {client_auth!r}"
+        )
     if client_auth in ("client_secret_basic", "client_secret_post") and client_secret is None:
         raise _fail("client_secret", f"is required with client_auth={client_auth!r}")
     if client_auth not in ("client_secret_basic", "client_secret_post") and client_secret:
@@ -314,7 +318,9 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             "client_secret", f"was given but client_auth is {client_auth!r}, which does not use it"
         )
     if signer is None and (client_auth == "private_key_jwt" or grant == "jwt_bearer"):
-        needs = "client_auth='private_key_jwt'" if client_auth == "private_key_jwt" else "jwt_bearer"
+        needs = (
+            "client_auth='private_key_jwt'" if client_auth == "private_key_jwt" else "jwt_bearer"
+        )
         raise _fail("signer", f"(or 'signing_key') is required with {needs}")
     cert = _cert(raw.get("cert"))
     if client_auth == "tls_client_auth" and cert is None:
@@ -381,7 +387,9 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         max_response_bytes=_int(
             "max_response_bytes", raw.get("max_response_bytes", 1024 * 1024), minimum=1024
         ),
-        max_cached_tokens=_int("max_cached_tokens", raw.get("max_cached_tokens", 10_000), minimum=1),
+        max_cached_tokens=_int(
+            "max_cached_tokens", raw.get("max_cached_tokens", 10_000), minimum=1
+        ),
         revoke_on_clear=_bool("revoke_on_clear", raw.get("revoke_on_clear", False)),
         allow_http=allow_http,
     )

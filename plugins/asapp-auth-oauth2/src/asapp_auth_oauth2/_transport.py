@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .errors import TokenEndpointUnavailableError, TokenResponseError, error_class
 from ._settings import OAuth2Settings
+from .errors import TokenEndpointUnavailableError, TokenResponseError, error_class
 
 __all__ = ["HTTPResult", "Transport", "describe_endpoint"]
 
@@ -31,8 +31,13 @@ log = logging.getLogger("asapp_auth_oauth2")
 # Failures that happen before the server can have acted on the request: always safe to retry.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures after the request may have reached the server.
-_MAYBE_SENT = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
-               httpx.RemoteProtocolError)
+_MAYBE_SENT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # Statuses that say the request was not acted on; retried even for non-idempotent grants.
 _NOT_PROCESSED_STATUS = frozenset({429, 503})
@@ -106,12 +111,14 @@ class Transport:
         secrets: Iterable[str] = (),
         customer_id: str | None = None,
         what: str = "token endpoint",
+        expect_json: bool = True,
     ) -> HTTPResult:
         """Send, retrying transient failures; return the JSON object of a 2xx answer.
 
         A 4xx answer with an RFC 6749 error raises the matching ``OAuth2Error``. When not
         ``idempotent`` (a rotating refresh token), only failures that prove the request was not
         acted on are retried. ``secrets`` are scrubbed from any text quoted back from the server.
+        Without ``expect_json`` any 2xx answer is a success (RFC 7009 revocation answers).
         """
         s = self._settings
         endpoint = describe_endpoint(url)
@@ -146,12 +153,28 @@ class Transport:
                     customer_id=customer_id,
                 ) from None
             else:
+                if 200 <= status < 300 and not expect_json:
+                    return HTTPResult(status, {})
                 if 200 <= status < 300:
-                    return HTTPResult(status, self._json(body, response_headers, endpoint,
-                                                         status, what, customer_id))
+                    data = self._json(
+                        body=body,
+                        headers=response_headers,
+                        endpoint=endpoint,
+                        status=status,
+                        what=what,
+                        customer_id=customer_id,
+                    )
+                    return HTTPResult(status, data)
                 if status not in _RETRY_STATUS:
-                    raise self._error(body, response_headers, endpoint, status, what,
-                                      secret_values, customer_id)
+                    raise self._error(
+                        body=body,
+                        headers=response_headers,
+                        endpoint=endpoint,
+                        status=status,
+                        what=what,
+                        secrets=secret_values,
+                        customer_id=customer_id,
+                    )
                 problem = f"answered HTTP {status}"
                 retryable = idempotent or status in _NOT_PROCESSED_STATUS
                 retry_after = _retry_after(response_headers.get("retry-after"))
@@ -167,7 +190,8 @@ class Transport:
                     )
             if not retryable or attempts > s.max_retries:
                 tail = (
-                    f"after {attempts} attempts" if retryable
+                    f"after {attempts} attempts"
+                    if retryable
                     else "and was not retried: the server may have acted on it"
                 )
                 raise TokenEndpointUnavailableError(
@@ -183,7 +207,12 @@ class Transport:
                 delay = max(delay, min(retry_after, s.max_retry_after))
             log.warning(
                 "plugin 'oauth2': %s %s %s; retry %d of %d in %.2f s",
-                what, endpoint, problem, attempts, s.max_retries, delay,
+                what,
+                endpoint,
+                problem,
+                attempts,
+                s.max_retries,
+                delay,
             )
             self._sleep(delay)
 
@@ -201,8 +230,11 @@ class Transport:
         headers: Mapping[str, str] | None,
     ) -> tuple[int, httpx.Headers, bytes]:
         limit = self._settings.max_response_bytes
-        data = None if form is None else {k: v if isinstance(v, str) else list(v)
-                                          for k, v in form.items()}
+        data = (
+            None
+            if form is None
+            else {k: v if isinstance(v, str) else list(v) for k, v in form.items()}
+        )
         with self.client.stream(method, url, data=data, headers=headers) as response:
             length = response.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
@@ -218,6 +250,7 @@ class Transport:
 
     def _json(
         self,
+        *,
         body: bytes,
         headers: httpx.Headers,
         endpoint: str,
@@ -250,6 +283,7 @@ class Transport:
 
     def _error(
         self,
+        *,
         body: bytes,
         headers: httpx.Headers,
         endpoint: str,

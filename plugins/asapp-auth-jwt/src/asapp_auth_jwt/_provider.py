@@ -1,0 +1,326 @@
+"""``JWTProvider``: the plugin object, minting one signed JWT per customer context."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from asapp_auth import AuthContext, Customer, hookimpl
+from asapp_auth.errors import AsappAuthError, ConfigurationError, ProviderError
+
+from ._keys import PRIVATE_KEY_TYPES
+from ._secrets import PLUGIN, read_env, resolve_secret
+from ._signer import Signer, load_signers, public_jwks
+
+__all__ = ["RESERVED_CLAIMS", "SETTINGS", "JWTProvider", "from_settings"]
+
+ENTRY_POINT = "jwt"
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
+"""Claims the provider writes itself; extra claims may not set them."""
+
+SETTINGS = frozenset({
+    "keys", "kid", "algorithm", "passphrase_env", "issuer", "audience", "lifetime",
+    "subject_hash_key", "claims", "claims_for", "customers", "clock",
+})  # fmt: skip
+"""Every setting ``from_settings`` accepts."""
+
+DEFAULT_LIFETIME = 300
+_MIN_HASH_KEY = 32
+
+_log = logging.getLogger("asapp_auth_jwt")
+
+
+def _fail(setting: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"{PLUGIN}: setting {setting!r} {problem}")
+
+
+def _check_extra_claims(claims: object, what: str) -> dict[str, Any]:
+    if not isinstance(claims, Mapping):
+        kind = type(claims).__name__
+        raise _fail(what, f"must be a mapping of claim names to values, not {kind}")
+    reserved = sorted(RESERVED_CLAIMS.intersection(claims))
+    if reserved:
+        raise _fail(
+            what,
+            f"sets {reserved}, which the plugin writes itself; use the 'issuer', 'audience', "
+            "'lifetime' and 'subject_hash_key' settings instead",
+        )
+    for name in claims:
+        if not isinstance(name, str):
+            raise _fail(what, f"has a {type(name).__name__} claim name; names must be str")
+    return dict(claims)
+
+
+class JWTProvider:
+    """Answers ``provide_context`` with ``{"Auth": {"Token": <JWT>}}`` for each customer.
+
+    Each call mints a new token: ``sub`` is the customer id (or its HMAC-SHA256, hex, under
+    ``subject_hash_key``), with ``iss``/``aud`` when set, ``iat``/``nbf`` now, ``exp`` after
+    ``lifetime`` seconds, a random ``jti``, then ``claims`` and ``claims_for(customer_id)``. The
+    context expires with the token. ``keys`` may hold several signers (rotation): the one whose
+    kid is ``kid`` signs, and ``jwks()`` publishes all of them.
+    """
+
+    def __init__(
+        self,
+        keys: Signer | Sequence[Signer],
+        *,
+        kid: str | None = None,
+        issuer: str | None = None,
+        audience: str | Sequence[str] | None = None,
+        lifetime: float = DEFAULT_LIFETIME,
+        subject_hash_key: bytes | str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        claims_for: Callable[[str], Mapping[str, Any] | None] | None = None,
+        customers: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        signers = [keys] if isinstance(keys, Signer) else list(keys)
+        if not signers or not all(isinstance(s, Signer) for s in signers):
+            raise _fail("keys", "must hold at least one key (Signer objects, in code)")
+        kids = [s.kid for s in signers]
+        if len(set(kids)) != len(kids):
+            raise _fail("keys", "holds two keys with the same kid; give each key its own kid")
+        if kid is None:
+            if len(signers) > 1:
+                raise _fail(
+                    "kid",
+                    f"is needed with several keys: name the one that signs, among {kids}",
+                )
+            self._signer = signers[0]
+        else:
+            found = [s for s in signers if s.kid == kid]
+            if not found:
+                raise _fail("kid", f"is {kid!r}, which no key has; the keys' kids are {kids}")
+            self._signer = found[0]
+        self._signers = tuple(signers)
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise _fail("issuer", "must be a non-empty str")
+        self._issuer = issuer
+        if audience is not None:
+            if isinstance(audience, str):
+                if not audience:
+                    raise _fail("audience", "must be a non-empty str or list of str")
+            elif (
+                not isinstance(audience, Sequence)
+                or not audience
+                or not all(isinstance(a, str) and a for a in audience)
+            ):
+                raise _fail("audience", "must be a non-empty str or list of str")
+            else:
+                audience = list(audience)
+        self._audience = audience
+        if (
+            isinstance(lifetime, bool)
+            or not isinstance(lifetime, int | float)
+            or not math.isfinite(lifetime)
+            or lifetime < 1
+        ):
+            raise _fail("lifetime", "must be a number of seconds, at least 1")
+        self._lifetime = int(lifetime)
+        self._hash_key: bytes | None = None
+        if subject_hash_key is not None:
+            hash_key = (
+                subject_hash_key.encode("utf-8")
+                if isinstance(subject_hash_key, str)
+                else subject_hash_key
+            )
+            if not isinstance(hash_key, bytes) or len(hash_key) < _MIN_HASH_KEY:
+                raise _fail(
+                    "subject_hash_key",
+                    f"must be at least {_MIN_HASH_KEY} bytes, for instance "
+                    "secrets.token_urlsafe(32)",
+                )
+            self._hash_key = hash_key
+        self._claims = _check_extra_claims(claims or {}, "claims")
+        # Checked now, so that a claim that cannot be JSON fails at configuration time.
+        self._signer._encode(self._claims, "claims")
+        if claims_for is not None and not callable(claims_for):
+            raise _fail("claims_for", f"must be callable, not {type(claims_for).__name__}")
+        self._claims_for = claims_for
+        if customers is not None:
+            if isinstance(customers, str):
+                raise _fail("customers", "must be a list of customer ids, not a str")
+            customers = frozenset(customers)
+            if not customers or not all(isinstance(c, str) and c for c in customers):
+                raise _fail("customers", "must be a non-empty list of non-empty str")
+        self._customers = customers
+        if not callable(clock):
+            raise _fail("clock", "must be a callable returning POSIX seconds")
+        self._clock = clock
+
+    @property
+    def signer(self) -> Signer:
+        """The signer of the active kid."""
+        return self._signer
+
+    @property
+    def signers(self) -> tuple[Signer, ...]:
+        """Every configured signer, the active one among them."""
+        return self._signers
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public JWKS of every configured public key, for the receiving side to verify."""
+        return public_jwks(s for s in self._signers if not s.is_symmetric)
+
+    def subject(self, customer_id: str) -> str:
+        """The ``sub`` claim for ``customer_id``."""
+        if self._hash_key is None:
+            return customer_id
+        return hmac.new(self._hash_key, customer_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def claims(self, customer_id: str) -> dict[str, Any]:
+        """The claims of a token for ``customer_id``, minted now."""
+        now = int(self._clock())
+        claims: dict[str, Any] = {}
+        if self._issuer is not None:
+            claims["iss"] = self._issuer
+        claims["sub"] = self.subject(customer_id)
+        if self._audience is not None:
+            claims["aud"] = self._audience
+        claims["iat"] = now
+        claims["nbf"] = now
+        claims["exp"] = now + self._lifetime
+        claims["jti"] = secrets.token_urlsafe(16)
+        claims.update(self._claims)
+        if self._claims_for is not None:
+            try:
+                extra = self._claims_for(customer_id)
+            except AsappAuthError:
+                raise
+            except Exception as exc:
+                raise ProviderError(
+                    f"{PLUGIN}: claims_for raised {type(exc).__name__}; fix the function",
+                    plugin=ENTRY_POINT,
+                    customer_id=customer_id,
+                ) from exc
+            if extra is not None:
+                try:
+                    claims.update(_check_extra_claims(extra, "claims_for"))
+                except ConfigurationError as exc:
+                    raise ProviderError(
+                        f"{exc} (returned for this customer)",
+                        plugin=ENTRY_POINT,
+                        customer_id=customer_id,
+                    ) from None
+        return claims
+
+    def mint(self, customer_id: str) -> tuple[str, int]:
+        """A new token for ``customer_id`` and its ``exp``."""
+        claims = self.claims(customer_id)
+        try:
+            token = self._signer.sign(claims)
+        except ConfigurationError as exc:
+            raise ProviderError(str(exc), plugin=ENTRY_POINT, customer_id=customer_id) from None
+        _log.debug("minted a JWT (kid=%s, exp=%d)", self._signer.kid, claims["exp"])
+        return token, claims["exp"]
+
+    @hookimpl
+    def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext | None:
+        """A freshly signed token for the customer, or ``None`` for a customer not served."""
+        if self._customers is not None and customer.id not in self._customers:
+            return None
+        token, exp = self.mint(customer.id)
+        return AuthContext({"Auth": {"Token": token}}, expires_at=exp, source=PLUGIN)
+
+    def __repr__(self) -> str:
+        return (
+            f"JWTProvider(algorithm={self._signer.algorithm!r}, kid={self._signer.kid!r}, "
+            f"keys={len(self._signers)}, lifetime={self._lifetime})"
+        )
+
+
+def _passphrase(value: object, setting: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(setting, "must name an environment variable (a non-empty str)")
+    return read_env(value, setting)
+
+
+def _load_key_setting(
+    item: object, algorithm: str | None, passphrase: str | None, index: int
+) -> list[Signer]:
+    label = f"keys[{index}]"
+    if isinstance(item, (Signer, *PRIVATE_KEY_TYPES)):
+        return load_signers(item, algorithm=algorithm)
+    if isinstance(item, str):
+        return _load_key_string(item, algorithm, None, passphrase, label)
+    if isinstance(item, Mapping):
+        if "kty" in item or "keys" in item:
+            return load_signers(item, algorithm=algorithm, where=f"in setting {label!r}")
+        unknown = sorted(set(item) - {"pem", "kid", "algorithm", "passphrase_env"})
+        if unknown or "pem" not in item:
+            raise _fail(
+                label,
+                "must be a JWK, a JWKS, or {'pem': PATH, 'kid': ..., 'algorithm': ..., "
+                f"'passphrase_env': ...}}; unknown or missing members: {unknown or ['pem']}",
+            )
+        pem = item["pem"]
+        if not isinstance(pem, str):
+            raise _fail(f"{label}.pem", "must be a path, 'env:NAME' or 'file:PATH'")
+        own_passphrase = _passphrase(item.get("passphrase_env"), f"{label}.passphrase_env")
+        return _load_key_string(
+            pem,
+            item.get("algorithm") or algorithm,
+            item.get("kid"),
+            own_passphrase if own_passphrase is not None else passphrase,
+            label,
+        )
+    raise _fail(
+        label,
+        "must be a path (or 'env:NAME'), a JWK or JWKS dict, {'pem': ...}, a key object or a "
+        f"Signer, not {type(item).__name__}",
+    )
+
+
+def _load_key_string(
+    value: str, algorithm: str | None, kid: str | None, passphrase: str | None, label: str
+) -> list[Signer]:
+    if value.startswith("env:"):
+        data = resolve_secret(value, label).encode("utf-8")
+        where = f"from environment variable {value[4:]!r} (setting {label!r})"
+    elif value.lstrip().startswith("-----BEGIN"):
+        data, where = value.encode("utf-8"), f"in setting {label!r}"
+    else:
+        path = value[5:] if value.startswith("file:") else value
+        return load_signers(path, algorithm=algorithm, kid=kid, passphrase=passphrase)
+    return load_signers(data, algorithm=algorithm, kid=kid, passphrase=passphrase, where=where)
+
+
+def from_settings(settings: Mapping[str, Any]) -> JWTProvider:
+    """The plugin object for a pipeline's ``jwt`` settings (see the README for each one)."""
+    if not isinstance(settings, Mapping):
+        raise ConfigurationError(f"{PLUGIN}: settings must be a mapping")
+    unknown = sorted(set(settings) - SETTINGS)
+    if unknown:
+        raise ConfigurationError(
+            f"{PLUGIN}: unknown settings {unknown}; the settings are {sorted(SETTINGS)}"
+        )
+    if "keys" not in settings:
+        raise _fail("keys", "is required: a PEM file path, a JWK or JWKS, or a list of them")
+    algorithm = settings.get("algorithm")
+    if algorithm is not None and not isinstance(algorithm, str):
+        raise _fail("algorithm", "must be a str such as 'ES256'")
+    passphrase = _passphrase(settings.get("passphrase_env"), "passphrase_env")
+    raw_keys = settings["keys"]
+    items = raw_keys if isinstance(raw_keys, list | tuple) else [raw_keys]
+    signers: list[Signer] = []
+    for index, item in enumerate(items):
+        signers.extend(_load_key_setting(item, algorithm, passphrase, index))
+    hash_key = settings.get("subject_hash_key")
+    if hash_key is not None and not isinstance(hash_key, bytes):
+        hash_key = resolve_secret(hash_key, "subject_hash_key")
+    optional = {
+        name: settings[name]
+        for name in ("kid", "issuer", "audience", "lifetime", "claims", "claims_for",
+                     "customers", "clock")
+        if settings.get(name) is not None
+    }  # fmt: skip
+    return JWTProvider(signers, subject_hash_key=hash_key, **optional)

@@ -1,0 +1,434 @@
+"""``OAuth2Provider``: the plugin object that answers ``provide_context`` with an access token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import cachetools
+import httpx
+
+from asapp_auth import AuthContext, Customer, hookimpl
+from asapp_auth.errors import ProviderError
+
+from ._cache import TokenCache
+from ._discovery import Discovery
+from ._response import TokenResponse, parse_token_response
+from ._settings import OAuth2Settings, parse_settings
+from ._transport import Transport, describe_endpoint
+from .errors import InvalidGrantError, SessionGoneError
+
+__all__ = ["OAuth2Provider", "from_settings"]
+
+log = logging.getLogger("asapp_auth_oauth2")
+
+SOURCE = "plugin 'oauth2'"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+class OAuth2Provider:
+    """Gets access tokens from an OAuth 2.0 token endpoint and answers ``provide_context`` with
+    ``{"Auth": {"Token": access_token}}`` and the server's ``expires_in``.
+
+    Takes the settings as keyword arguments (see the README for every name); they are all
+    validated here and a bad one raises ``ConfigurationError`` naming it. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        _sleep: Callable[[float], None] = time.sleep,
+        _client_factory: Callable[[], httpx.Client] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings: OAuth2Settings = parse_settings(settings)
+        s = self.settings
+        self._transport = Transport(s, sleep=_sleep, client_factory=_client_factory)
+        self._discovery = (
+            None
+            if s.issuer is None
+            else Discovery(s.issuer, self._transport, allow_http=s.allow_http)
+        )
+        self._cache = TokenCache(max_entries=s.max_cached_tokens, expiry_margin=s.expiry_margin)
+        self._rt_lock = threading.Lock()
+        self._refresh_tokens: dict[str, str] = {}
+        # Digests of refresh tokens already spent (rotated away or refused): never sent again.
+        self._spent: cachetools.LRUCache[str, bool] = cachetools.LRUCache(100_000)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> OAuth2Provider:
+        return cls(**dict(settings))
+
+    # -- the hook -------------------------------------------------------------------------------
+
+    @hookimpl
+    def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext:
+        """An access token for ``customer``: the shared client-credentials token, or the
+        customer's own (refresh token, token exchange, JWT bearer)."""
+        token, remaining = self.get_token(customer.id, needs_refresh=needs_refresh)
+        return AuthContext({"Auth": {"Token": token}}, expires_in=remaining, source=SOURCE)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def token_endpoint_calls(self) -> int:
+        """How many tokens this plugin has fetched (successful token-endpoint calls)."""
+        return self._cache.fetches
+
+    def token_endpoint(self) -> str:
+        """The token endpoint: the setting, or the issuer's metadata (fetched once)."""
+        if self.settings.token_endpoint is not None:
+            return self.settings.token_endpoint
+        assert self._discovery is not None
+        endpoint = self._discovery.endpoint("token_endpoint", required=True)
+        assert endpoint is not None
+        return endpoint
+
+    def revocation_endpoint(self) -> str | None:
+        """The RFC 7009 revocation endpoint, when set or discovered; else ``None``."""
+        if self.settings.revocation_endpoint is not None:
+            return self.settings.revocation_endpoint
+        if self._discovery is None:
+            return None
+        return self._discovery.endpoint("revocation_endpoint", required=False)
+
+    def get_token(self, customer_id: str, *, needs_refresh: bool = False) -> tuple[str, float]:
+        """The access token for ``customer_id`` and its remaining lifetime in seconds."""
+        s = self.settings
+        endpoint = self.token_endpoint()
+        owner = customer_id if s.per_customer else None
+        subject: str | None = None
+        extra: str | None = None
+        if s.grant == "token_exchange":
+            subject = self._subject_token(customer_id)
+            extra = _digest(subject)  # a new site session gets a new platform token
+        key = (endpoint, s.client_id, s.grant, s.scope, s.audience, s.resource, owner, extra)
+
+        def fetch() -> TokenResponse:
+            return self._fetch(endpoint, customer_id, subject)
+
+        response, remaining = self._cache.get(key, customer_id, needs_refresh, fetch, owner=owner)
+        return response.access_token, remaining
+
+    def set_refresh_token(self, customer_id: str, refresh_token: str) -> None:
+        """Seed (or replace) ``customer_id``'s refresh token, for instance after the app's login.
+
+        The customer's cached access tokens are dropped, so the next request uses the new grant.
+        """
+        if not isinstance(customer_id, str) or not customer_id:
+            raise ProviderError("set_refresh_token needs a non-empty customer_id", plugin="oauth2")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ProviderError(
+                "set_refresh_token needs a non-empty str refresh token", plugin="oauth2"
+            )
+        with self._rt_lock:
+            self._refresh_tokens[customer_id] = refresh_token
+            self._spent.pop(_digest(refresh_token), None)
+        self._cache.forget_customer(customer_id)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop everything held for ``customer_id`` (tokens and refresh token), revoking nothing."""
+        self._take_customer(customer_id)
+
+    def revoke(self, customer_id: str) -> int:
+        """Revoke ``customer_id``'s refresh token and access tokens (RFC 7009), then forget them.
+
+        Returns how many tokens the server accepted to revoke. Failures are logged, not raised:
+        the tokens are forgotten here either way. The shared client-credentials token is not a
+        customer's and is never revoked here.
+        """
+        tokens = self._take_customer(customer_id)
+        endpoint = self.revocation_endpoint()
+        if endpoint is None or not tokens:
+            return 0
+        revoked = 0
+        for token, hint in tokens:
+            form: dict[str, str] = {"token": token, "token_type_hint": hint}
+            headers: dict[str, str] = {}
+            scrub = [*self._authenticate(form, headers, self.token_endpoint()), token]
+            try:
+                self._transport.request(
+                    "POST",
+                    endpoint,
+                    form=form,
+                    headers=headers,
+                    secrets=scrub,
+                    customer_id=customer_id,
+                    what="revocation endpoint",
+                    expect_json=False,
+                )
+            except ProviderError as exc:
+                log.warning(
+                    "plugin 'oauth2': revoking a %s of customer %r failed: %s",
+                    hint,
+                    customer_id,
+                    exc,
+                )
+            else:
+                revoked += 1
+        return revoked
+
+    @hookimpl(optionalhook=True)
+    def on_customer_cleared(self, customer: Customer) -> None:
+        """When the pipeline clears a customer: revoke its tokens if ``revoke_on_clear``."""
+        if self.settings.revoke_on_clear:
+            self.revoke(customer.id)
+        else:
+            self.forget(customer.id)
+
+    def close(self) -> None:
+        """Close the plugin's own HTTP client."""
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        where = s.token_endpoint or f"issuer {s.issuer}"
+        return (
+            f"OAuth2Provider(grant={s.grant!r}, client_id={s.client_id!r}, "
+            f"client_auth={s.client_auth!r}, endpoint={where!r})"
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _take_customer(self, customer_id: str) -> list[tuple[str, str]]:
+        with self._rt_lock:
+            refresh = self._refresh_tokens.pop(customer_id, None)
+        responses = self._cache.forget_customer(customer_id)
+        tokens: list[tuple[str, str]] = []
+        if refresh is not None:
+            tokens.append((refresh, "refresh_token"))
+        tokens.extend((r.access_token, "access_token") for r in responses)
+        return tokens
+
+    def _subject_token(self, customer_id: str) -> str:
+        getter = self.settings.subject_token_for
+        assert getter is not None
+        try:
+            token = getter(customer_id)
+        except Exception as exc:
+            raise ProviderError(
+                f"plugin 'oauth2': subject_token_for raised {type(exc).__name__} for customer "
+                f"{customer_id!r}; see the chained exception",
+                plugin="oauth2",
+                customer_id=customer_id,
+            ) from exc
+        if token is None:
+            raise SessionGoneError(
+                f"plugin 'oauth2': subject_token_for gave no site session token for customer "
+                f"{customer_id!r}: the customer must log in again",
+                customer_id=customer_id,
+                error="no_subject_token",
+            )
+        if not isinstance(token, str) or not token:
+            raise ProviderError(
+                f"plugin 'oauth2': subject_token_for returned a {type(token).__name__}, "
+                "not a non-empty str",
+                plugin="oauth2",
+                customer_id=customer_id,
+            )
+        return token
+
+    def _sign(self, claims: Mapping[str, Any], what: str) -> str:
+        signer = self.settings.signer
+        assert signer is not None
+        try:
+            assertion = signer.sign(claims)
+        except Exception as exc:
+            raise ProviderError(
+                f"plugin 'oauth2': the signer failed to sign the {what} ({type(exc).__name__}); "
+                "check the signing key and algorithm",
+                plugin="oauth2",
+            ) from exc
+        if not isinstance(assertion, str) or assertion.count(".") != 2:
+            raise ProviderError(
+                f"plugin 'oauth2': the signer returned no JWS compact string for the {what}",
+                plugin="oauth2",
+            )
+        return assertion
+
+    def _assertion_claims(self, subject: str, audience: str) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "iss": self.settings.client_id,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "exp": now + int(self.settings.assertion_lifetime),
+            "jti": secrets.token_urlsafe(18),
+        }
+
+    def _authenticate(
+        self, form: dict[str, Any], headers: dict[str, str], token_endpoint: str
+    ) -> list[str]:
+        """Add client authentication to a request; return the secret values it holds."""
+        s = self.settings
+        method = s.client_auth
+        if method == "client_secret_basic":
+            assert s.client_secret is not None
+            secret = s.client_secret.reveal()
+            # RFC 6749 section 2.3.1: each part form-urlencoded, then Base64. Percent-encoding
+            # every reserved character (space as %20, not +) is read the same by servers that
+            # decode with unquote and with unquote_plus.
+            pair = f"{quote(s.client_id, safe='')}:{quote(secret, safe='')}"
+            encoded = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+            headers["Authorization"] = f"Basic {encoded}"
+            return [secret, encoded, quote(secret, safe="")]
+        form["client_id"] = s.client_id
+        if method == "client_secret_post":
+            assert s.client_secret is not None
+            form["client_secret"] = s.client_secret.reveal()
+            return [s.client_secret.reveal()]
+        if method == "private_key_jwt":
+            audience = s.assertion_audience or token_endpoint
+            assertion = self._sign(
+                self._assertion_claims(s.client_id, audience), "client assertion"
+            )
+            form["client_assertion_type"] = ASSERTION_TYPE
+            form["client_assertion"] = assertion
+            return [assertion]
+        return []  # none, tls_client_auth: the client id, and the certificate on the connection
+
+    def _fetch(self, endpoint: str, customer_id: str, subject: str | None) -> TokenResponse:
+        s = self.settings
+        form: dict[str, Any] = {"grant_type": s.grant_type}
+        scrub: list[str] = []
+        refresh: str | None = None
+        if s.grant == "refresh_token":
+            refresh = self._current_refresh_token(customer_id)
+            form["refresh_token"] = refresh
+            scrub.append(refresh)
+        elif s.grant == "token_exchange":
+            assert subject is not None
+            form["subject_token"] = subject
+            form["subject_token_type"] = s.subject_token_type
+            if s.requested_token_type:
+                form["requested_token_type"] = s.requested_token_type
+            scrub.append(subject)
+        elif s.grant == "jwt_bearer":
+            audience = s.assertion_audience or endpoint
+            assertion = self._sign(self._assertion_claims(customer_id, audience), "JWT bearer")
+            form["assertion"] = assertion
+            scrub.append(assertion)
+        if s.scope:
+            form["scope"] = s.scope
+        if s.audience:
+            form["audience"] = list(s.audience)
+        if s.resource:
+            form["resource"] = list(s.resource)
+        headers: dict[str, str] = {}
+        scrub += self._authenticate(form, headers, endpoint)
+        log.debug("plugin 'oauth2': requesting a %s token from %s", s.grant, endpoint)
+        try:
+            result = self._transport.request(
+                "POST",
+                endpoint,
+                form=form,
+                headers=headers,
+                idempotent=refresh is None,
+                secrets=scrub,
+                customer_id=customer_id if s.per_customer else None,
+            )
+        except InvalidGrantError as exc:
+            if s.grant not in ("refresh_token", "token_exchange"):
+                raise
+            if refresh is not None:
+                self._spend(customer_id, refresh, None)
+            what = "refresh token" if refresh is not None else "site session token"
+            raise SessionGoneError(
+                f"plugin 'oauth2': the token endpoint {exc.endpoint} refused the {what} of "
+                f"customer {customer_id!r} (invalid_grant"
+                + (f": {exc.error_description}" if exc.error_description else "")
+                + "): the customer must log in again",
+                customer_id=customer_id,
+                error_description=exc.error_description,
+                endpoint=exc.endpoint,
+            ) from None
+        response = parse_token_response(
+            result.data,
+            s,
+            endpoint=describe_endpoint(endpoint),
+            customer_id=customer_id if s.per_customer else None,
+        )
+        if refresh is not None and response.refresh_token and response.refresh_token != refresh:
+            self._spend(customer_id, refresh, response.refresh_token)
+        return response
+
+    def _current_refresh_token(self, customer_id: str) -> str:
+        with self._rt_lock:
+            token = self._refresh_tokens.get(customer_id)
+        seeded = token is None
+        if seeded and self.settings.refresh_token_for is not None:
+            try:
+                token = self.settings.refresh_token_for(customer_id)
+            except Exception as exc:
+                raise ProviderError(
+                    f"plugin 'oauth2': refresh_token_for raised {type(exc).__name__} for "
+                    f"customer {customer_id!r}; see the chained exception",
+                    plugin="oauth2",
+                    customer_id=customer_id,
+                ) from exc
+            if token is not None and (not isinstance(token, str) or not token):
+                raise ProviderError(
+                    f"plugin 'oauth2': refresh_token_for returned a {type(token).__name__}, "
+                    "not a non-empty str or None",
+                    plugin="oauth2",
+                    customer_id=customer_id,
+                )
+        if token is None:
+            raise SessionGoneError(
+                f"plugin 'oauth2': there is no refresh token for customer {customer_id!r}; "
+                "log the customer in and give one with set_refresh_token() or refresh_token_for",
+                customer_id=customer_id,
+                error="no_refresh_token",
+            )
+        with self._rt_lock:
+            if _digest(token) in self._spent:
+                raise SessionGoneError(
+                    f"plugin 'oauth2': the refresh token for customer {customer_id!r} was "
+                    "already used and replaced (rotated) or refused, and is never sent twice; "
+                    "log the customer in again",
+                    customer_id=customer_id,
+                    error="refresh_token_spent",
+                )
+            if seeded:
+                self._refresh_tokens.setdefault(customer_id, token)
+        return token
+
+    def _spend(self, customer_id: str, old: str, new: str | None) -> None:
+        """Retire ``old``; store ``new`` unless the app set another token meanwhile."""
+        with self._rt_lock:
+            self._spent[_digest(old)] = True
+            if self._refresh_tokens.get(customer_id) == old:
+                if new is None:
+                    del self._refresh_tokens[customer_id]
+                else:
+                    self._refresh_tokens[customer_id] = new
+            elif new is not None and customer_id not in self._refresh_tokens:
+                self._refresh_tokens[customer_id] = new
+        saver = self.settings.on_refresh_token
+        if new is not None and saver is not None:
+            try:
+                saver(customer_id, new)
+            except Exception as exc:
+                log.warning(
+                    "plugin 'oauth2': on_refresh_token raised %s for customer %r; the new "
+                    "refresh token is kept in memory only",
+                    type(exc).__name__,
+                    customer_id,
+                )
+
+
+def from_settings(settings: Mapping[str, Any]) -> OAuth2Provider:
+    """The entry point's factory: the plugin object for a pipeline's ``oauth2`` settings."""
+    return OAuth2Provider.from_settings(settings)

@@ -1,0 +1,85 @@
+"""Customer: ids, the two provider shapes of the SDKs, and what is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asapp_auth import Customer
+from asapp_auth.errors import ConfigurationError
+
+
+def test_ios_style_provider_gets_needs_refresh() -> None:
+    """A one-argument provider is called with needs_refresh only."""
+    seen: list[Any] = []
+    customer = Customer.create("alice", lambda needs_refresh: seen.append(needs_refresh) or {})
+    customer.ask(True)
+    assert seen == [True]
+
+
+def test_android_style_provider_gets_customer_id_and_refresh() -> None:
+    """A two-argument provider is called with the customer id and needs_refresh."""
+    seen: list[Any] = []
+
+    def provider(customer_id: str, refresh: bool) -> None:
+        seen.append((customer_id, refresh))
+
+    Customer.create("bob", provider).ask(False)
+    assert seen == [("bob", False)]
+
+
+def test_callable_object_and_bound_method_providers() -> None:
+    """Callable objects and bound methods are inspected like functions."""
+
+    class Provider:
+        def __call__(self, needs_refresh: bool) -> dict[str, Any]:
+            return {"Auth": {"Token": str(needs_refresh)}}
+
+        def android(self, customer_id: str, needs_refresh: bool) -> dict[str, Any]:
+            return {"Auth": {"Token": customer_id}}
+
+    assert Customer.create("a", Provider()).ask(True) == {"Auth": {"Token": "True"}}
+    assert Customer.create("a", Provider().android).ask(True) == {"Auth": {"Token": "a"}}
+
+
+@pytest.mark.parametrize("customer_id", ["", None, 42, b"alice"])
+def test_bad_customer_ids_are_refused(customer_id: object) -> None:
+    """A customer id must be a non-empty str."""
+    with pytest.raises(ConfigurationError, match="customer_id"):
+        Customer.create(customer_id)
+
+
+def test_bad_providers_are_refused() -> None:
+    """Non-callables, async functions and wrong arities are refused with advice."""
+
+    async def async_provider(needs_refresh: bool) -> dict[str, Any]:
+        return {}
+
+    class AsyncCall:
+        async def __call__(self, needs_refresh: bool) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(ConfigurationError, match="callable"):
+        Customer.create("a", "not callable")
+    with pytest.raises(ConfigurationError, match="async"):
+        Customer.create("a", async_provider)
+    with pytest.raises(ConfigurationError, match="async"):
+        Customer.create("a", AsyncCall())
+    with pytest.raises(ConfigurationError, match="3 required"):
+        Customer.create("a", lambda a, b, c: None)
+
+
+def test_customers_differ_by_provider_and_repr_hides_it() -> None:
+    """The same id with another provider is another customer; repr shows the id only."""
+
+    def one(needs_refresh: bool) -> None:
+        return None
+
+    def two(needs_refresh: bool) -> None:
+        return None
+
+    assert Customer.create("a", one) == Customer.create("a", one)
+    assert Customer.create("a", one) != Customer.create("a", two)
+    assert Customer.create("a", one).cache_key != Customer.create("a", two).cache_key
+    assert repr(Customer.create("a", one)) == "Customer(id='a')"

@@ -1,0 +1,348 @@
+"""The pipeline's customer state, context cache, expiry rules and provider errors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from asapp_auth import AuthContext, AuthPipeline, MemoryContextCache, hookimpl
+from asapp_auth.errors import (
+    ConfigurationError,
+    InvalidContextError,
+    LoginRequiredError,
+    NoProviderError,
+    ProviderError,
+    ProviderTimeoutError,
+)
+
+ORIGIN = "https://api.chat.example"
+
+
+class Counter:
+    """A provider that counts its calls and hands out numbered tokens."""
+
+    def __init__(self, lifetime: float | None = None, delay: float = 0.0) -> None:
+        self.calls: list[bool] = []
+        self.lifetime = lifetime
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, needs_refresh: bool) -> AuthContext:
+        with self.lock:
+            self.calls.append(needs_refresh)
+            n = len(self.calls)
+        if self.delay:
+            time.sleep(self.delay)
+        return AuthContext({"Auth": {"Token": f"t{n}"}}, expires_in=self.lifetime)
+
+
+def test_anonymous_by_default_and_after_clear() -> None:
+    """A new pipeline is anonymous; clear() returns to anonymous; no context then."""
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    assert pipeline.customer is None
+    assert pipeline.get_context() is None
+    pipeline.load("alice", Counter())
+    assert pipeline.customer is not None
+    assert pipeline.customer.id == "alice"
+    pipeline.clear()
+    assert pipeline.customer is None
+    assert pipeline.get_context() is None
+
+
+def test_load_is_for_start_up_only() -> None:
+    """load() may be called once; later changes go through set_customer()."""
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    assert pipeline.load() is None
+    with pytest.raises(ConfigurationError, match="set_customer"):
+        pipeline.load("alice", Counter())
+    with pytest.raises(ConfigurationError, match="customer_id"):
+        AuthPipeline(origins=[ORIGIN]).load(None, Counter())
+
+
+def test_context_is_cached_until_refresh_is_asked() -> None:
+    """A context with no expiry is served from the cache until needs_refresh=True."""
+    provider = Counter()
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", provider)
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    assert pipeline.get_context(needs_refresh=True).token == "t2"  # type: ignore[union-attr]
+    assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
+    assert provider.calls == [False, True]
+
+
+def test_expired_context_is_refetched_with_needs_refresh() -> None:
+    """Past its expiry (minus the margin), a context is fetched again with needs_refresh=True."""
+    provider = Counter(lifetime=0.3)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0.1, refresh_ahead=0)
+    pipeline.load("alice", provider)
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    time.sleep(0.32)  # margin is capped at a tenth of the lifetime: expired at 0.27 s
+    assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
+    assert provider.calls == [False, True]
+
+
+def test_expiry_counts_from_when_the_provider_was_asked() -> None:
+    """A slow provider's lifetime is counted from the call, not from its answer."""
+    provider = Counter(lifetime=0.5, delay=0.3)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0)
+    pipeline.load("alice", provider)
+    pipeline.get_context()
+    time.sleep(0.25)  # 0.55 s after the provider was asked, 0.25 s after it answered
+    pipeline.get_context()
+    assert provider.calls == [False, True]
+
+
+def test_refresh_ahead_serves_the_valid_context_while_one_caller_refreshes() -> None:
+    """In the refresh-ahead window the old context is served at once and refreshed once."""
+    provider = Counter(lifetime=1.0)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0.6)
+    pipeline.load("alice", provider)
+    pipeline.get_context()
+    provider.delay = 0.3
+    time.sleep(0.8)  # refresh_ahead is capped at a quarter of the lifetime: window from 0.75 s
+    started = time.monotonic()
+    tokens = {pipeline.get_context().token for _ in range(50)}  # type: ignore[union-attr]
+    assert time.monotonic() - started < 0.2  # nobody waited for the slow refresh
+    assert tokens == {"t1"}
+    deadline = time.monotonic() + 2
+    while pipeline.get_context().token != "t2" and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)
+    assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
+    assert provider.calls == [False, True]
+
+
+def test_failed_refresh_ahead_keeps_serving_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A failed early refresh leaves the valid context in use and is logged once."""
+    state = {"fail": False, "n": 0}
+
+    def provider(needs_refresh: bool) -> AuthContext:
+        state["n"] += 1
+        if state["fail"]:
+            raise RuntimeError("token service down")
+        return AuthContext({"Auth": {"Token": "first"}}, expires_in=1.0)
+
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0.5)
+    pipeline.load("alice", provider)
+    pipeline.get_context()
+    state["fail"] = True
+    time.sleep(0.8)
+    with caplog.at_level(logging.WARNING, logger="asapp_auth"):
+        for _ in range(20):
+            assert pipeline.get_context().token == "first"  # type: ignore[union-attr]
+            time.sleep(0.005)
+    warnings = [r for r in caplog.records if "ahead of its expiry failed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert state["n"] == 2
+
+
+def test_failed_refresh_caches_nothing_and_the_next_call_retries() -> None:
+    """A provider error reaches the caller, nothing is cached, and the next call asks again."""
+    provider = Counter()
+    boom = {"on": True}
+
+    def flaky(needs_refresh: bool) -> AuthContext:
+        if boom["on"]:
+            raise ConnectionError("site down")
+        return provider(needs_refresh)
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", flaky)
+    with pytest.raises(ProviderError, match=r"context_provider of customer 'alice'") as caught:
+        pipeline.get_context()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    assert caught.value.customer_id == "alice"
+    boom["on"] = False
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+
+
+def test_failed_forced_refresh_keeps_the_cache_unpoisoned() -> None:
+    """A failed needs_refresh call neither caches its error nor loses the good context."""
+    calls: list[bool] = []
+
+    def provider(needs_refresh: bool) -> dict[str, Any]:
+        calls.append(needs_refresh)
+        if needs_refresh:
+            return {"Auth": {"Token": 5}}
+        return {"Auth": {"Token": "good"}}
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", provider)
+    assert pipeline.get_context().token == "good"  # type: ignore[union-attr]
+    with pytest.raises(InvalidContextError, match=r"Auth\.Token"):
+        pipeline.get_context(needs_refresh=True)
+    assert pipeline.get_context().token == "good"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "words"),
+    [
+        ("a token", InvalidContextError, "str, not a context mapping"),
+        ({}, InvalidContextError, "empty context"),
+        ({"Auth": {"Token": ["x"]}}, InvalidContextError, "Auth.Token"),
+        (None, NoProviderError, "no provider answered"),
+    ],
+)
+def test_bad_provider_values_raise_typed_errors(
+    returned: object, error: type[Exception], words: str
+) -> None:
+    """A provider's wrong type, empty answer or None gives a typed error naming the customer."""
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", lambda needs_refresh: returned)
+    with pytest.raises(error, match=words) as caught:
+        pipeline.get_context()
+    assert "alice" in str(caught.value)
+
+
+def test_a_plugin_returning_a_coroutine_is_reported_by_name() -> None:
+    """A provide_context impl that returns an awaitable is refused, naming the plugin."""
+
+    class Sneaky:
+        @hookimpl
+        def provide_context(self, customer: Any) -> Any:
+            async def later() -> dict[str, Any]:
+                return {}
+
+            return later()
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.register(Sneaky(), name="sneaky")
+    pipeline.set_customer("alice")
+    with pytest.raises(ProviderError, match="plugin 'sneaky' returned an awaitable"):
+        pipeline.get_context()
+
+
+def test_slow_sync_provider_times_out_and_its_answer_is_not_used() -> None:
+    """A provider answering after provider_timeout gives ProviderTimeoutError; nothing is cached."""
+    provider = Counter(delay=0.3)
+    pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=0.1)
+    pipeline.load("alice", provider)
+    with pytest.raises(ProviderTimeoutError, match="provider_timeout"):
+        pipeline.get_context()
+    provider.delay = 0
+    assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
+
+
+def test_waiters_time_out_while_a_sync_provider_hangs() -> None:
+    """Threads waiting on a hung provider give up at provider_timeout, not later."""
+    release = threading.Event()
+
+    def hung(needs_refresh: bool) -> dict[str, Any]:
+        release.wait(5)
+        return {"Auth": {"Token": "late"}}
+
+    pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=0.2)
+    pipeline.load("alice", hung)
+    outcome: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            pipeline.get_context()
+        except ProviderTimeoutError as exc:
+            outcome.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError):
+        pipeline.get_context()
+    assert time.monotonic() - started < 0.5
+    release.set()
+    leader.join()
+    assert len(outcome) == 1
+
+
+def test_switching_customers_drops_the_old_context() -> None:
+    """After set_customer or clear, the previous customer's context is neither served nor kept."""
+    cache = MemoryContextCache()
+    alice, bob = Counter(), Counter()
+    pipeline = AuthPipeline(origins=[ORIGIN], cache=cache)
+    pipeline.load("alice", alice)
+    pipeline.get_context()
+    assert len(cache) == 1
+    pipeline.set_customer("bob", bob)
+    assert len(cache) == 0
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    assert bob.calls == [False]
+    pipeline.clear()
+    assert len(cache) == 0
+
+
+def test_setting_the_same_customer_again_keeps_its_context() -> None:
+    """set_customer with the same id and provider is not a switch."""
+    provider = Counter()
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", provider)
+    pipeline.get_context()
+    pipeline.set_customer("alice", provider)
+    pipeline.get_context()
+    assert provider.calls == [False]
+
+
+def test_provider_may_say_the_session_is_gone() -> None:
+    """LoginRequiredError from a provider reaches get_context's caller as it is."""
+
+    def gone(needs_refresh: bool) -> None:
+        raise LoginRequiredError("session gone", customer_id="alice")
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.load("alice", gone)
+    with pytest.raises(LoginRequiredError, match="session gone"):
+        pipeline.get_context()
+
+
+def test_for_customer_shares_plugins_and_cache_per_customer() -> None:
+    """for_customer binds one customer; many customers share the pipeline's plugins and cache."""
+    asked: list[str] = []
+
+    class PerCustomer:
+        @hookimpl
+        def provide_context(self, customer: Any) -> dict[str, Any]:
+            asked.append(customer.id)
+            return {"Auth": {"Token": f"for-{customer.id}"}}
+
+    cache = MemoryContextCache()
+    pipeline = AuthPipeline(origins=[ORIGIN], cache=cache)
+    pipeline.register(PerCustomer())
+    auths = [pipeline.for_customer(f"c{i}") for i in range(50)]
+    for auth in auths + auths:
+        assert auth.get_context().token == f"for-{auth.customer.id}"  # type: ignore[union-attr]
+    assert len(asked) == 50
+    assert len(cache) == 50
+    assert pipeline.customer is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"origins": "https://a.example"}, "list of origins"),
+        ({"origins": ["ftp://a.example"]}, "http:// or https://"),
+        ({"origins": ["https://a.example/path"]}, "scheme://host"),
+        ({"origins": ["https://user:pw@a.example"]}, "credentials"),
+        ({"origins": [ORIGIN], "provider_timeout": 0}, "provider_timeout"),
+        ({"origins": [ORIGIN], "expiry_margin": -1}, "expiry_margin"),
+        ({"origins": [ORIGIN], "refresh_ahead": float("nan")}, "refresh_ahead"),
+        ({"origins": [ORIGIN], "refresh_ahead_fraction": 1.5}, "refresh_ahead_fraction"),
+        ({"origins": [ORIGIN], "cache_size": 0}, "maxsize"),
+        ({"origins": [ORIGIN], "cache": {}}, "ContextCache"),
+        ({"origins": [ORIGIN], "attach": 42}, "attach"),
+        ({"origins": [ORIGIN], "classify": "401"}, "classify"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, Any], words: str) -> None:
+    """Every bad pipeline setting raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match=words):
+        AuthPipeline(**kwargs)
+
+
+def test_pipeline_repr_names_origins_and_customer_only() -> None:
+    """repr shows origins and the customer id, never a context."""
+    pipeline = AuthPipeline(origins=["https://API.chat.example:443"])
+    pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "s3cr3t-repr"}})
+    pipeline.get_context()
+    assert repr(pipeline) == "AuthPipeline(origins=['https://api.chat.example'], customer='alice')"
