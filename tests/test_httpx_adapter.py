@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from asapp_auth.errors import (
     RequestNotReplayableError,
     TokenRejectedError,
 )
-from asapp_auth.testing import FakePlatform, RecordingProvider
+from asapp_auth.testing import Exchange, FakePlatform, RecordingProvider
 
 
 class LoginHandler:
@@ -134,17 +135,14 @@ def test_request_rejected_with_an_older_context_retries_without_refreshing(
     pipeline.get_context()
     received = threading.Event()
 
-    def slow(handler: Any) -> None:
+    def slow(exchange: Exchange) -> None:
         # Checks the token only after the app has refreshed it elsewhere.
         received.set()
-        import time
-
         time.sleep(0.3)
-        token = handler.headers.get("Authorization", "")[7:]
-        if platform.customer_of(token) is None:
-            handler._answer(401, None, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if platform.customer_of(exchange.token) is None:
+            exchange.answer(401, None, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         else:
-            handler._answer(200, {"ok": True})
+            exchange.answer(200, {"ok": True})
 
     platform.route("/v1/slow", slow)
     result: list[int] = []
@@ -379,8 +377,8 @@ def test_custom_classifier_can_read_the_body(platform: FakePlatform) -> None:
 
     classify.reads_body_on = {403}  # type: ignore[attr-defined]
 
-    def forbidden(handler: Any) -> None:
-        handler._answer(403, {"error": "login_required"})
+    def forbidden(exchange: Exchange) -> None:
+        exchange.answer(403, {"error": "login_required"})
 
     platform.route("/gated", forbidden)
     pipeline = AuthPipeline(origins=[platform.origin], classify=classify)

@@ -12,20 +12,24 @@ Fixtures (the module is registered as a pytest plugin by the ``asapp-auth`` dist
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 from .context import AuthContext
 
 __all__ = [
+    "Exchange",
     "FakePlatform",
     "LogSecretsGuard",
     "ReceivedRequest",
@@ -42,7 +46,7 @@ class ReceivedRequest:
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers
     body: bytes
     customer_id: str | None
 
@@ -57,11 +61,31 @@ class _Token:
     revoked: bool = False
 
 
-@dataclass
-class _Routes:
-    # path -> status answered "login required" for anonymous callers
-    protected: tuple[str, ...] = ("/v1/",)
-    extra: dict[str, Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=dict)
+class Exchange:
+    """One request to the fake platform, as a route handler sees it; ``answer`` replies."""
+
+    def __init__(self, method: str, target: str, headers: httpx.Headers, body: bytes) -> None:
+        split = urlsplit(target)
+        self.method = method
+        self.path = split.path
+        self.query = parse_qs(split.query)
+        self.headers = headers
+        self.body = body
+        self.response: tuple[int, dict[str, str], bytes] = (500, {}, b"")
+
+    @property
+    def token(self) -> str | None:
+        auth = self.headers.get("Authorization") or ""
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+    def answer(
+        self, status: int, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        out = dict(headers or {})
+        if payload is not None:
+            out["Content-Type"] = "application/json"
+        self.response = (status, out, body)
 
 
 class FakePlatform:
@@ -70,8 +94,12 @@ class FakePlatform:
     Paths under ``/v1/`` need a valid token: none gives ``401`` with ``WWW-Authenticate: Bearer
     realm="chat"`` (login required); an unknown, expired or revoked one gives ``401`` with
     ``error="invalid_token"``. ``/v1/account`` answers the customer id; ``/v1/echo`` answers what
-    was received (method, headers, JSON body). ``/public`` needs nothing.
-    ``/redirect?to=URL&status=307`` redirects. ``latency`` delays every answer.
+    was received (method and JSON body). ``/public`` needs nothing.
+    ``/redirect?to=URL&status=307`` redirects. ``latency`` delays every answer. ``route`` adds
+    paths, answered by a function that may block (it runs in a worker thread).
+
+    The server is HTTP/1.1 with keep-alive on an asyncio loop of its own thread, so thousands of
+    concurrent client requests do not fight a thread per connection for the GIL.
     """
 
     def __init__(self, *, default_lifetime: float = 300.0, latency: float = 0.0) -> None:
@@ -80,31 +108,46 @@ class FakePlatform:
         self.received: list[ReceivedRequest] = []
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
-        self._routes = _Routes()
-        self._server: ThreadingHTTPServer | None = None
+        self._routes: dict[str, Callable[[Exchange], None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakePlatform:
-        platform = self
-
-        class Handler(_Handler):
-            owner = platform
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, daemon=True, name="fake-platform")
         self._thread.start()
+        start = asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+        self._server = asyncio.run_coroutine_threadsafe(start, loop).result(5)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
+            return
+
+        async def close() -> None:
+            server.close()
+            for _ in range(3):  # connections just accepted get their handler task
+                await asyncio.sleep(0)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await server.wait_closed()
+            for _ in range(3):  # let the transports close their sockets
+                await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+        loop.close()
+        self._loop = self._server = None
 
     def __enter__(self) -> FakePlatform:
         return self.start()
@@ -116,7 +159,7 @@ class FakePlatform:
     def url(self) -> str:
         """The base URL, ``http://127.0.0.1:PORT``, which is also its origin."""
         assert self._server is not None, "start() the platform first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
     origin = url
 
@@ -159,81 +202,101 @@ class FakePlatform:
                 return None
             return item.customer_id
 
-    def route(self, path: str, handler: Callable[[BaseHTTPRequestHandler], None]) -> None:
-        """Answer ``path`` with ``handler(request_handler)`` instead of the built-in routes."""
-        self._routes.extra[path] = handler
+    def route(self, path: str, handler: Callable[[Exchange], None]) -> None:
+        """Answer ``path`` with ``handler(exchange)`` instead of the built-in routes."""
+        self._routes[path] = handler
 
     def requests_to(self, path: str) -> list[ReceivedRequest]:
         return [r for r in self.received if r.path == path]
 
+    # -- serving --------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    owner: FakePlatform
-    protocol_version = "HTTP/1.1"
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line.strip():
+                    break
+                method, target, _ = line.decode("latin-1").split(" ", 2)
+                raw: list[tuple[str, str]] = []
+                while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.decode("latin-1").partition(":")
+                    raw.append((name.strip(), value.strip()))
+                headers = httpx.Headers(raw)
+                body = await _read_body(reader, headers)
+                exchange = Exchange(method, target, headers, body)
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                if exchange.path in self._routes:
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self._routes[exchange.path], exchange
+                    )
+                else:
+                    self._answer(exchange)
+                status, out, payload = exchange.response
+                head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+                head += [f"{name}: {value}" for name, value in out.items()]
+                head.append(f"Content-Length: {len(payload)}")
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            pass  # the client went away, or the platform is stopping
+        finally:
+            writer.close()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the test output stays quiet; ``received`` records every request
-
-    def _answer(
-        self, status: int, payload: Any = None, headers: dict[str, str] | None = None
-    ) -> None:
-        body = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if payload is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _handle(self) -> None:
-        owner = self.owner
-        if owner.latency:
-            time.sleep(owner.latency)
-        split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        auth = self.headers.get("Authorization") or ""
-        token = auth[7:] if auth.startswith("Bearer ") else None
-        customer = owner.customer_of(token)
-        owner.received.append(
-            ReceivedRequest(self.command, split.path, dict(self.headers.items()), body, customer)
+    def _answer(self, exchange: Exchange) -> None:
+        token = exchange.token
+        customer = self.customer_of(token)
+        self.received.append(
+            ReceivedRequest(
+                exchange.method,
+                exchange.path,
+                exchange.headers,
+                exchange.body,
+                customer,
+            )
         )
-        extra = owner._routes.extra.get(split.path)
-        if extra is not None:
-            extra(self)
-            return
-        if split.path == "/public":
-            self._answer(200, {"ok": True})
-            return
-        if split.path == "/redirect":
-            query = parse_qs(split.query)
-            status = int(query.get("status", ["302"])[0])
-            self._answer(status, None, {"Location": query["to"][0]})
-            return
-        if split.path.startswith("/v1/"):
+        path = exchange.path
+        if path == "/public":
+            exchange.answer(200, {"ok": True})
+        elif path == "/redirect":
+            status = int(exchange.query.get("status", ["302"])[0])
+            exchange.answer(status, None, {"Location": exchange.query["to"][0]})
+        elif path.startswith("/v1/"):
             if token is None:
-                self._answer(
-                    401, {"error": "login_required"}, {"WWW-Authenticate": 'Bearer realm="chat"'}
-                )
-                return
-            if customer is None:
+                challenge = 'Bearer realm="chat"'
+                exchange.answer(401, {"error": "login_required"}, {"WWW-Authenticate": challenge})
+            elif customer is None:
                 challenge = 'Bearer realm="chat", error="invalid_token"'
-                self._answer(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
-                return
-            if split.path == "/v1/echo":
+                exchange.answer(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
+            elif path == "/v1/echo":
                 try:
-                    document = json.loads(body) if body else None
+                    document = json.loads(exchange.body) if exchange.body else None
                 except ValueError:
                     document = None
-                self._answer(200, {"customer": customer, "method": self.command, "json": document})
-                return
-            self._answer(200, {"customer": customer})
-            return
-        self._answer(404, {"error": "not_found"})
+                exchange.answer(
+                    200, {"customer": customer, "method": exchange.method, "json": document}
+                )
+            else:
+                exchange.answer(200, {"customer": customer})
+        else:
+            exchange.answer(404, {"error": "not_found"})
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+async def _read_body(reader: asyncio.StreamReader, headers: httpx.Headers) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks: list[bytes] = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readline()
+                return b"".join(chunks)
+            chunks.append(await reader.readexactly(size))
+            await reader.readline()
+    length = int(headers.get("content-length") or 0)
+    return await reader.readexactly(length) if length else b""
 
 
 class RecordingProvider:
