@@ -346,3 +346,34 @@ def test_pipeline_repr_names_origins_and_customer_only() -> None:
     pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "s3cr3t-repr"}})
     pipeline.get_context()
     assert repr(pipeline) == "AuthPipeline(origins=['https://api.chat.example'], customer='alice')"
+
+
+def test_on_customer_cleared_is_called_for_every_customer_left_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """clear(), a switch and a failing hook: on_customer_cleared hears of each old customer."""
+    cleared: list[str] = []
+
+    class Recorder:
+        @hookimpl
+        def on_customer_cleared(self, customer: Any) -> None:
+            cleared.append(customer.id)
+
+    class Broken:
+        @hookimpl
+        def on_customer_cleared(self) -> None:
+            raise RuntimeError("revocation endpoint down")
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.register(Recorder())
+    pipeline.load("alice", Counter())
+    pipeline.set_customer("alice", pipeline.customer.provider)  # type: ignore[union-attr]
+    pipeline.set_customer("bob", Counter())
+    pipeline.register(Broken())
+    with caplog.at_level(logging.WARNING, logger="asapp_auth"):
+        pipeline.clear()
+    pipeline.clear()
+    assert cleared == ["alice", "bob"]  # the broken hook, asked first, stopped no other
+    assert pipeline.customer is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("on_customer_cleared hook of plugin" in m and "RuntimeError" in m for m in warnings)

@@ -81,3 +81,16 @@ def on_token_expired(pipeline: AuthPipeline, customer: Customer, context: AuthCo
     cache of your own, count expiries or revoke. Every implementation is called; return values are
     ignored. An exception is logged and does not stop the refresh.
     """
+
+
+@hookspec
+def on_customer_cleared(pipeline: AuthPipeline, customer: Customer) -> None:
+    """Forget, or revoke, what you hold for ``customer``: it is no longer the current customer.
+
+    Called by the pipeline after ``clear()``, after ``set_customer()`` switched to another
+    customer, and when the customer's session was found gone, in the thread that made the change
+    (the worker thread of a login under asyncio). The pipeline has already dropped the customer's
+    cached context. Every implementation is called; return values are ignored. An exception is
+    logged and does not undo the change. Keep it short: hand slow work (a revocation call) to a
+    thread of your own if the caller must not wait.
+    """

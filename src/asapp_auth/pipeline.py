@@ -267,6 +267,8 @@ class AuthPipeline(httpx.Auth):
         if login is not None:
             login.resolve(new)
         log.info("customer set to %r", new.id)
+        if old is not None and old != new:
+            self._cleared(old)
         return new
 
     def clear(self) -> None:
@@ -278,6 +280,25 @@ class AuthPipeline(httpx.Auth):
             self._state = (None, generation + 1)
             self._forget(old)
         log.info("customer %r cleared; now anonymous", old.id)
+        self._cleared(old)
+
+    def _cleared(self, customer: Customer) -> None:
+        self._notify("on_customer_cleared", pipeline=self, customer=customer)
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of a notification hook; one failing stops no other."""
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as exc:
+                log.warning(
+                    "the %s hook of plugin %r raised %s; carrying on",
+                    hook,
+                    impl.plugin_name,
+                    type(exc).__name__,
+                )
 
     def _forget(self, customer: Customer | None) -> None:
         """Drop ``customer``'s context and disown its refresh in flight. Holds ``_lock``."""
@@ -519,37 +540,44 @@ class AuthPipeline(httpx.Auth):
         )
 
     def _token_expired(self, customer: Customer, context: AuthContext) -> None:
-        try:
-            self._pm.hook.on_token_expired(pipeline=self, customer=customer, context=context)
-        except Exception as exc:
-            log.warning(
-                "an on_token_expired hook raised %s; the refresh goes on", type(exc).__name__
-            )
+        self._notify("on_token_expired", pipeline=self, customer=customer, context=context)
 
     # -- login ----------------------------------------------------------------------------------
 
     def _claim_login(self, op: _Login) -> tuple[Flight[Customer] | None, bool, Customer | None]:
-        with self._lock:
-            current, generation = self._state
-            if op.reason == "session_gone" and current is not None and current == op.customer:
-                self._state = (None, generation + 1)
-                self._forget(current)
-                log.info("the session of customer %r is gone; now anonymous", current.id)
-            elif current is not None and (generation != op.generation or op.reason == "anonymous"):
-                return None, False, current  # a customer was set meanwhile
-            if self._login is not None:
-                return self._login, False, None
-            flight: Flight[Customer] = Flight(
-                self._login_timeout,
-                lambda: LoginRequiredError(
-                    f"a login is required and no customer was set within login_timeout="
-                    f"{self._login_timeout:g}s; call set_customer() from the on_login_required "
-                    "handler once the customer has logged in"
-                ),
-                self._drop_login,
-            )
-            self._login = flight
-            return flight, True, None
+        gone: Customer | None = None
+        try:
+            with self._lock:
+                current, generation = self._state
+                if op.reason == "session_gone" and current is not None and current == op.customer:
+                    self._state = (None, generation + 1)
+                    self._forget(current)
+                    gone = current
+                    log.info("the session of customer %r is gone; now anonymous", current.id)
+                elif current is not None and (
+                    generation != op.generation or op.reason == "anonymous"
+                ):
+                    return None, False, current  # a customer was set meanwhile
+                if self._login is not None:
+                    return self._login, False, None
+                return self._new_login()
+        finally:
+            if gone is not None:
+                self._cleared(gone)
+
+    def _new_login(self) -> tuple[Flight[Customer], bool, None]:
+        """Start the login flight. Holds ``_lock``."""
+        flight: Flight[Customer] = Flight(
+            self._login_timeout,
+            lambda: LoginRequiredError(
+                f"a login is required and no customer was set within login_timeout="
+                f"{self._login_timeout:g}s; call set_customer() from the on_login_required "
+                "handler once the customer has logged in"
+            ),
+            self._drop_login,
+        )
+        self._login = flight
+        return flight, True, None
 
     def _drop_login(self, flight: Flight[Customer]) -> None:
         with self._lock:
