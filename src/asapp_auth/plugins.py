@@ -166,11 +166,18 @@ def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | N
 
 
 def hooks_of(plugin: object) -> list[str]:
-    """The names of the asapp-auth hooks ``plugin`` (an object or a factory) implements."""
-    target = plugin
-    names = []
-    for attr in dir(target):
-        function = getattr(target, attr, None)
-        if callable(function) and hasattr(function, f"{hookspecs.PROJECT_NAME}_impl"):
-            names.append(attr)
+    """The asapp-auth hooks ``plugin`` implements; for a module, its classes' hooks too."""
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
+    targets = [plugin]
+    if inspect.ismodule(plugin):
+        exported = getattr(plugin, "__all__", None) or dir(plugin)
+        targets += [
+            getattr(plugin, n) for n in exported if inspect.isclass(getattr(plugin, n, None))
+        ]
+    names = {
+        attr
+        for target in targets
+        for attr in dir(target)
+        if hasattr(getattr(target, attr, None), marker)
+    }
     return sorted(names)

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""The project's two commands, for a fresh clone with nothing but Python 3.11+.
+
+    python3 dev.py demo     # the authentication model, step by step, against a local platform
+    python3 dev.py test     # the whole test suite, lint and type checks (what CI runs)
+
+It makes ``.venv-dev`` holding nox (with uv), then hands over to the sessions in noxfile.py.
+Anything after the command goes to nox, e.g. ``python3 dev.py nox -s bench``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TOOLS = ROOT / ".venv-dev"
+BIN = TOOLS / ("Scripts" if os.name == "nt" else "bin")
+COMMANDS = {"demo": ["-s", "demo"], "test": ["-s", "tests", "lint", "typecheck"], "nox": []}
+
+
+def ensure_tools() -> Path:
+    nox = BIN / "nox"
+    if not nox.exists():
+        print("dev.py: installing nox into .venv-dev (once)", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
+        pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "nox[uv]==2026.10.20"], check=True)
+    return nox
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        print("dev.py: Python 3.11 or newer is needed", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    nox = ensure_tools()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    args = [str(nox), "--noxfile", str(ROOT / "noxfile.py"), *COMMANDS[argv[0]], *argv[1:]]
+    return subprocess.run(args, cwd=ROOT, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

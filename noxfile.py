@@ -1,0 +1,70 @@
+"""Sessions: ``nox -s tests lint typecheck`` is the CI gate; ``demo`` and ``bench`` run the rest.
+
+Every session builds its own virtualenv from the repository's files, so what passes here
+passes on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "plugins").glob("asapp-auth-*"))
+PYTHON = "3.11"
+LINTED = ["src", "tests", "plugins", "bench", "noxfile.py", "dev.py"]
+
+
+def install_all(session: nox.Session, extra: str = "test") -> None:
+    """The core and every plugin, editable, with their ``extra`` dependencies."""
+    session.install("-e", f".[{extra}]", *(arg for p in PLUGINS for arg in ("-e", f"{p}[{extra}]")))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The core's test suite, then each plugin's own suite against this core."""
+    install_all(session)
+    session.run("pytest", *session.posargs)
+    for plugin in PLUGINS:
+        session.chdir(ROOT / plugin)
+        session.run("pytest", "-q")
+    session.chdir(ROOT)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the core, every plugin and this file."""
+    install_all(session)
+    session.install("mypy==2.4.1", "types-cachetools", "nox")
+    session.run("mypy", "--strict", "src", *(f"{p}/src" for p in PLUGINS))
+    session.run("mypy", "--strict", "noxfile.py", "dev.py")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The quick start's main job: the authentication model, step by step, on a local platform."""
+    install_all(session, extra="test")
+    session.run("asapp-auth", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the alternatives, side by side in one run (figures, not assertions)."""
+    install_all(session)
+    session.install("httpx-auth", "authlib", "PyJWT[crypto]")
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "bench/bench_cached_path.py", *quick)
+    session.run("python", "bench/bench_jwt.py", *quick)

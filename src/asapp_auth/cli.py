@@ -1,0 +1,80 @@
+"""The ``asapp-auth`` command line.
+
+Exit codes: 0 success; 1 a command ran and found a problem (a demo step failed, a broken
+plugin); 2 usage or configuration error. Errors are one line on stderr; ``--debug`` shows the
+traceback. Output is plain text (``NO_COLOR`` is respected trivially: there is no colour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+
+from . import __version__
+from .demo import run as run_demo
+from .errors import AsappAuthError
+from .plugins import discover, hooks_of
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    infos = discover()
+    rows = [
+        {
+            "name": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "entry_point": info.value,
+            "hooks": hooks_of(info.plugin) if info.loaded else [],
+            "error": info.error,
+        }
+        for info in infos
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no asapp-auth plugins installed")
+    for row in [] if args.json else rows:
+        name, dist, version = row["name"], row["distribution"], row["version"]
+        where = f"{dist} {version}" if dist else str(row["entry_point"])
+        hooks = ", ".join(row["hooks"] or []) or "-"
+        state = f"BROKEN: {row['error']}" if row["error"] else f"hooks: {hooks}"
+        print(f"{name!s:<12} {where:<28} {state}")
+    return 1 if any(row["error"] for row in rows) else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(sys.stdout, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asapp-auth", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"asapp-auth {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="walk through the authentication model on a local platform")
+    demo.add_argument("--concurrency", type=int, default=50, help="requests racing an expiry")
+    demo.set_defaults(run=_demo)
+    plugins = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(run=_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # the reader went away (asapp-auth plugins | head)
+        return 0
+    except (AsappAuthError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"asapp-auth: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

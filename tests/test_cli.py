@@ -1,0 +1,44 @@
+"""The asapp-auth command line: the demo, the plugin listing, version and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asapp_auth import __version__
+from asapp_auth.cli import main
+
+
+def test_demo_walks_every_step_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo runs each step of the model against a real local platform and succeeds."""
+    assert main(["demo", "--concurrency", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "all 8 steps behaved" in out
+    assert "1 refresh" in out
+    assert "tok-" not in out  # no token is ever printed
+
+
+def test_plugins_lists_installed_plugins_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """plugins --json lists each installed plugin with its distribution and hooks."""
+    code = main(["plugins", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == (1 if any(r["error"] for r in rows) else 0)
+    for row in rows:
+        assert set(row) == {"name", "distribution", "version", "entry_point", "hooks", "error"}
+
+
+def test_version_and_usage_errors() -> None:
+    """--version prints the version; an unknown command exits 2 with usage on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "asapp_auth.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert __version__ in done.stdout
+    with pytest.raises(SystemExit) as caught:
+        main(["no-such-command"])
+    assert caught.value.code == 2
