@@ -377,3 +377,25 @@ def test_on_customer_cleared_is_called_for_every_customer_left_behind(
     assert pipeline.customer is None
     warnings = [r.getMessage() for r in caplog.records]
     assert any("on_customer_cleared hook of plugin" in m and "RuntimeError" in m for m in warnings)
+
+
+def test_memory_cache_is_bounded_and_drops_the_oldest_first() -> None:
+    """Past maxsize the entry stored longest ago is dropped, from reads too."""
+    from asapp_auth.cache import CachedContext
+
+    cache = MemoryContextCache(maxsize=3)
+    entries = {
+        k: CachedContext(AuthContext({"Auth": {"Token": k}}), "p", 0.0, 1.0, 2.0) for k in "abcd"
+    }
+    for key in "abc":
+        cache.set(key, entries[key])
+    cache.set("a", entries["a"])  # stored anew: now the newest
+    cache.set("d", entries["d"])
+    assert cache.get("b") is None
+    assert [cache.get(k) for k in "acd"] == [entries["a"], entries["c"], entries["d"]]
+    assert len(cache) == 3
+    assert cache.pop("c") is entries["c"]
+    assert cache.get("c") is None
+    cache.clear()
+    assert len(cache) == 0
+    assert cache.get("a") is None

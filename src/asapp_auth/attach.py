@@ -81,6 +81,8 @@ class _Mapped:
     headers: tuple[tuple[str, str], ...]
     cookies: tuple[str, ...]
     body: dict[str, Any] | None
+    # Headers-only contexts need nothing per request to be undone: one shared record serves.
+    shared: Attachment | None
 
 
 class MapContext:
@@ -95,17 +97,18 @@ class MapContext:
         cookies = tuple(f"{name}={value}" for name, value in (auth.get("Cookies") or {}).items())
         body = auth.get("Body")
         thawed = None if body is None else context.to_dict()["Auth"]["Body"]
-        return _Mapped(tuple(headers), cookies, thawed)
+        shared = None
+        if not cookies and thawed is None:
+            only = all(name.lower() == "authorization" for name, _ in headers)
+            shared = Attachment(headers=tuple(headers), authorization_only=only)
+        return _Mapped(tuple(headers), cookies, thawed, shared)
 
     def attach(self, request: httpx.Request, prepared: _Mapped) -> Attachment:
         for name, value in prepared.headers:
             request.headers[name] = value
-        attachment = Attachment(
-            headers=prepared.headers,
-            authorization_only=not prepared.cookies
-            and prepared.body is None
-            and all(name.lower() == "authorization" for name, _ in prepared.headers),
-        )
+        if prepared.shared is not None:
+            return prepared.shared
+        attachment = Attachment(headers=prepared.headers)
         if prepared.cookies:
             before = request.headers.get("Cookie")
             ours = "; ".join(prepared.cookies)

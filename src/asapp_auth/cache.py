@@ -57,14 +57,33 @@ class ContextCache(Protocol):
         """Forget every entry."""
 
 
+class _Bounded(cachetools.FIFOCache[Hashable, CachedContext]):
+    """cachetools' FIFO bookkeeping, keeping a plain dict in step for lock-free reads."""
+
+    def __init__(self, maxsize: int, mirror: dict[Hashable, CachedContext]) -> None:
+        super().__init__(maxsize)
+        self._mirror = mirror
+
+    def popitem(self) -> tuple[Hashable, CachedContext]:
+        key, value = super().popitem()
+        self._mirror.pop(key, None)
+        return key, value
+
+
 class MemoryContextCache:
-    """A bounded, thread-safe, least-recently-used cache held in this process."""
+    """A bounded, thread-safe cache held in this process.
+
+    Past ``maxsize`` entries, the one stored longest ago goes first (refreshing an entry stores
+    it anew). Reads take no lock and run no Python code of ours beyond one call: a dict lookup,
+    since the cached path of every request is a read. Writes are serialised, as cachetools
+    caches are not thread-safe.
+    """
 
     def __init__(self, maxsize: int = 10_000) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise ConfigurationError(f"cache maxsize must be a positive int, not {maxsize!r}")
-        self._entries: cachetools.LRUCache[Hashable, CachedContext] = cachetools.LRUCache(maxsize)
-        # cachetools caches are not thread-safe, and an LRU lookup reorders entries.
+        self._mirror: dict[Hashable, CachedContext] = {}
+        self._entries = _Bounded(maxsize, self._mirror)
         self._lock = threading.Lock()
 
     @property
@@ -72,23 +91,25 @@ class MemoryContextCache:
         return int(self._entries.maxsize)
 
     def get(self, key: Hashable) -> CachedContext | None:
-        with self._lock:
-            return self._entries.get(key)
+        return self._mirror.get(key)
 
     def set(self, key: Hashable, entry: CachedContext) -> None:
         with self._lock:
-            self._entries[key] = entry
+            self._entries[key] = entry  # may evict the oldest, which leaves the mirror too
+            self._mirror[key] = entry
 
     def pop(self, key: Hashable) -> CachedContext | None:
         with self._lock:
+            self._mirror.pop(key, None)
             return self._entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._mirror.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._mirror)
 
     def __repr__(self) -> str:
         return f"MemoryContextCache(maxsize={self.maxsize}, entries={len(self)})"

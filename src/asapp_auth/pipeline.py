@@ -41,6 +41,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .origins import (
+    _DEFAULT_PORTS,
     AsyncRedirectGuard,
     Origin,
     RedirectGuard,
@@ -153,6 +154,12 @@ class AuthPipeline(httpx.Auth):
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
         self._origins: frozenset[Origin] = parse_origins(origins)
+        # (scheme, host, port) as httpx.URL gives them: the port is None when it is the default.
+        self._targets = self._origins | {
+            (scheme, host, None)
+            for scheme, host, port in self._origins
+            if port == _DEFAULT_PORTS[scheme]
+        }
         self._expiry_margin = _seconds("expiry_margin", expiry_margin)
         self._refresh_ahead = _seconds("refresh_ahead", refresh_ahead)
         fraction = _seconds("refresh_ahead_fraction", refresh_ahead_fraction)
@@ -165,6 +172,7 @@ class AuthPipeline(httpx.Auth):
         if classify is not None and not callable(classify):
             raise ConfigurationError("classify must be a function (response, context_attached)")
         self._classify: Classifier = classify or default_classifier
+        self._default_rules = classify is None
         self._reads_body_on: frozenset[int] = frozenset(getattr(classify, "reads_body_on", ()))
         if cache is None:
             cache = MemoryContextCache(cache_size)
@@ -661,7 +669,9 @@ class AuthPipeline(httpx.Auth):
         guard: type[RedirectGuard] | type[AsyncRedirectGuard],
         bound: Customer | None,
     ) -> Generator[httpx.Request | _Op, Any, None]:
-        if origin_of(request.url) not in self._origins:
+        url = request.url
+        scheme = url.scheme
+        if (scheme, url.host, url.port) not in self._targets:
             yield request  # not a platform origin: it gets nothing
             return
         refreshed = logged_in = False
@@ -672,35 +682,47 @@ class AuthPipeline(httpx.Auth):
             attachment: Attachment | None = None
             if customer is not None:
                 if entry is None:
-                    found = self._lookup(customer)
-                    try:
-                        entry = found if isinstance(found, CachedContext) else (yield found)
-                    except LoginRequiredError:
-                        if logged_in or bound is not None:
-                            raise
-                        logged_in = True
-                        yield _Login("session_gone", customer, generation)
-                        continue
+                    # The cached path, inline: a dict read and a clock read, no lock.
+                    entry = self._cache.get(customer.cache_key)
+                    now = time.monotonic()
+                    if entry is None or now >= entry.expires_at:
+                        try:
+                            entry = yield _Fetch(customer, entry, entry is not None)
+                        except LoginRequiredError:
+                            if logged_in or bound is not None:
+                                raise
+                            logged_in = True
+                            yield _Login("session_gone", customer, generation)
+                            continue
+                        if bound is None and self._state[0] is not customer:
+                            # The customer was switched while its context was fetched.
+                            switches += 1
+                            if switches > _MAX_SWITCHES:
+                                raise AsappAuthError(
+                                    "the customer kept changing while a request was made"
+                                )
+                            entry = None
+                            continue
+                    elif now >= entry.refresh_at and not entry.ahead_started:
+                        self._start_refresh_ahead(customer, entry)
                 assert entry is not None
-                if bound is None and self._state[0] is not customer:
-                    # The customer was switched while its context was fetched: start again.
-                    switches += 1
-                    if switches > _MAX_SWITCHES:
-                        raise AsappAuthError("the customer kept changing while a request was made")
-                    entry = None
-                    continue
                 prepared = entry.prepared
                 if prepared is None:
                     prepared = entry.prepared = self._attacher.prepare(entry.context)
                 attachment = self._attacher.attach(request, prepared)
-                if not attachment.authorization_only or request.url.scheme != "https":
+                if not attachment.authorization_only or scheme != "https":
                     install_guard(request, self._origins, attachment, guard)
             response = yield request
-            if response.status_code in self._reads_body_on:
-                yield _ReadBody(response)
-            verdict = self._classify(response, attachment is not None) or default_classifier(
-                response, attachment is not None
-            )
+            if self._default_rules:
+                if response.status_code != 401:
+                    return
+                verdict = default_classifier(response, attachment is not None)
+            else:
+                if response.status_code in self._reads_body_on:
+                    yield _ReadBody(response)
+                verdict = self._classify(response, attachment is not None) or default_classifier(
+                    response, attachment is not None
+                )
             if verdict is Verdict.OK:
                 return
             if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
