@@ -88,6 +88,20 @@ class Exchange:
         self.response = (status, out, body)
 
 
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _serving_loop() -> asyncio.AbstractEventLoop:
+    """One event loop, in a daemon thread, that serves every fake platform of the process."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, daemon=True, name="fake-platform").start()
+        return _loop
+
+
 class FakePlatform:
     """A chat platform API on 127.0.0.1 that authenticates customers by bearer token.
 
@@ -109,18 +123,34 @@ class FakePlatform:
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
         self._routes: dict[str, Callable[[Exchange], None]] = {}
+        self._transports: set[asyncio.BaseTransport] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
         self._port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakePlatform:
-        loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, daemon=True, name="fake-platform")
-        self._thread.start()
-        start = asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+        loop = self._loop = _serving_loop()
+        transports = self._transports
+
+        class Tracked(asyncio.StreamReaderProtocol):
+            # Held until the connection is lost: a half-closed transport whose handler ended
+            # early is otherwise garbage before anyone closes it.
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self._tracked = transport
+                transports.add(transport)
+                super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                transports.discard(self._tracked)
+                super().connection_lost(exc)
+
+        def protocol() -> Tracked:
+            return Tracked(asyncio.StreamReader(), self._connection)
+
+        start = loop.create_server(protocol, "127.0.0.1", 0, backlog=1024)
         self._server = asyncio.run_coroutine_threadsafe(start, loop).result(5)
         self._port = self._server.sockets[0].getsockname()[1]
         return self
@@ -132,21 +162,21 @@ class FakePlatform:
 
         async def close() -> None:
             server.close()
-            for _ in range(3):  # connections just accepted get their handler task
-                await asyncio.sleep(0)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.sleep(0.01)  # connections just accepted get their handler task
+            # Only our handlers: cancelling asyncio's own accept task would leak its socket.
+            tasks = list(self._handlers)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Handlers that never ran leave theirs open, and a closing transport may still wait
+            # to flush to a client that is gone: abort them all.
+            for transport in list(self._transports):
+                transport.abort()  # type: ignore[attr-defined]
             await server.wait_closed()
-            for _ in range(3):  # let the transports close their sockets
-                await asyncio.sleep(0)
+            await asyncio.sleep(0.01)  # the transports close their sockets
 
+        # The loop goes on serving other platforms, and finishes any closing left over.
         asyncio.run_coroutine_threadsafe(close(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
-        loop.close()
         self._loop = self._server = None
 
     def __enter__(self) -> FakePlatform:
@@ -212,6 +242,9 @@ class FakePlatform:
     # -- serving --------------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 line = await reader.readline()
@@ -244,6 +277,7 @@ class FakePlatform:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             pass  # the client went away, or the platform is stopping
         finally:
+            self._handlers.discard(task)
             writer.close()
 
     def _answer(self, exchange: Exchange) -> None:
