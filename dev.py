@@ -27,13 +27,14 @@ def ensure_tools() -> Path:
     if not nox.exists():
         print("dev.py: installing nox into .venv-dev (once)", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
-        pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        python = str(BIN / "python")
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "nox[uv]==2026.10.20"], check=True)
     return nox
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before anything is checked
         print("dev.py: Python 3.11 or newer is needed", file=sys.stderr)
         return 2
     if not argv or argv[0] not in COMMANDS:

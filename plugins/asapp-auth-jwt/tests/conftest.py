@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt as pyjwt
 import pytest
 from asapp_auth_jwt import ALGORITHMS, Signer
-from jwt_helpers import SESSION_SECRETS, key_for
+from jwt_helpers import SESSION_SECRETS, JwksServer, key_for
 
 from asapp_auth.testing import LogSecretsGuard
 
@@ -47,47 +46,6 @@ def log_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[LogSecretsGuard]:
         guard.add(*SESSION_SECRETS)
         yield guard
     guard.check()
-
-
-@dataclass
-class JwksServer:
-    """A platform stand-in on 127.0.0.1 that accepts a Bearer JWT signed by a key of its JWKS.
-
-    It checks exp and nbf against ``now()`` (settable, for expiry tests), and iss/aud when set.
-    Answers 401 with ``WWW-Authenticate: Bearer error="invalid_token"`` otherwise.
-    """
-
-    jwks: dict[str, Any]
-    now: Callable[[], float]
-    issuer: str | None = None
-    audience: str | None = None
-    url: str = ""
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    seen_tokens: list[str] = field(default_factory=list)
-
-    def verify(self, token: str) -> dict[str, Any]:
-        header = pyjwt.get_unverified_header(token)
-        keys = {k["kid"]: k for k in self.jwks["keys"]}
-        jwk = keys.get(header.get("kid"))
-        if jwk is None:
-            raise pyjwt.InvalidTokenError("unknown kid")
-        key = pyjwt.PyJWK.from_dict(jwk)
-        claims = pyjwt.decode(
-            token,
-            key,
-            algorithms=[jwk["alg"]],
-            audience=self.audience,
-            issuer=self.issuer,
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                     "require": ["exp", "nbf", "iat", "sub", "jti"]},
-        )  # fmt: skip
-        now = self.now()
-        if claims["exp"] <= now:
-            raise pyjwt.ExpiredSignatureError("expired")
-        if claims["nbf"] > now + 5:
-            raise pyjwt.ImmatureSignatureError("not yet valid")
-        return claims
 
 
 @pytest.fixture
@@ -133,7 +91,7 @@ def jwks_server() -> Iterator[Callable[..., JwksServer]]:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         state.url = f"http://127.0.0.1:{server.server_address[1]}"
         return state

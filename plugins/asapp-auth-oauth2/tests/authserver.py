@@ -139,7 +139,7 @@ class _Refresh(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
 
     @property
-    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # noqa: N802 - authlib's name
+    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:
         return bool(self.server.rotate)
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
@@ -208,7 +208,7 @@ class _JWTBearer(JWTBearerGrant):
 class _PrivateKeyJWT(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, server: TestAuthServer) -> None:
+    def __init__(self, server: AuthServer) -> None:
         super().__init__(validate_jti=True, leeway=30)
         self.server = server
         self._seen: set[str] = set()
@@ -245,7 +245,7 @@ class _Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = ALL_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
-        server: TestAuthServer = self.server
+        server: AuthServer = self.server
         if token_type_hint != "refresh_token" and token_string in server.by_access:
             return server.by_access[token_string]
         return server.by_refresh.get(token_string) or server.by_access.get(token_string)
@@ -255,7 +255,7 @@ class _Revocation(RevocationEndpoint):
         self.server.revoked.append(request.form["token"])
 
 
-class TestAuthServer(AuthorizationServer):
+class AuthServer(AuthorizationServer):
     """The authorization server, its clients, users and issued tokens."""
 
     def __init__(self, *, lifetime: int = 3600, rotate: bool = True) -> None:
@@ -300,8 +300,16 @@ class TestAuthServer(AuthorizationServer):
         """What the app's own login flow would do: issue a refresh token for ``user``."""
         self.users.add(user)
         token = self._generate("authorization_code", self.clients[client_id], user, scope)
-        self._store(Token(client_id, user, scope, token["access_token"],
-                          token["refresh_token"], token["expires_in"]))
+        self._store(
+            Token(
+                client_id,
+                user,
+                scope,
+                token["access_token"],
+                token["refresh_token"],
+                token["expires_in"],
+            )
+        )
         return str(token["refresh_token"])
 
     def site_login(self, user: str) -> str:
@@ -341,7 +349,7 @@ class TestAuthServer(AuthorizationServer):
                 self.by_refresh[token.refresh_token] = token
                 self.secrets.add(token.refresh_token)
 
-    def _generate(
+    def _generate(  # noqa: PLR0917 - authlib calls it with these positional arguments
         self,
         grant_type: str,
         client: Client,
@@ -386,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: Any, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
@@ -402,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+    def do_GET(self) -> None:
         auth = self.server.auth
         path = urlsplit(self.path).path
         if path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
@@ -412,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, {"error": "not_found"})
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+    def do_POST(self) -> None:
         auth = self.server.auth
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length).decode()
@@ -441,7 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    auth: TestAuthServer
+    # The default backlog of 5 makes the kernel drop connections under the concurrency tests.
+    request_queue_size = 512
+    auth: AuthServer
     metadata_calls: int = 0
 
 
@@ -458,7 +468,9 @@ class Running:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -467,7 +479,7 @@ class Running:
         self._thread.join(5)
 
 
-def start(auth: TestAuthServer, tls: ssl.SSLContext | None = None) -> Running:
+def start(auth: AuthServer, tls: ssl.SSLContext | None = None) -> Running:
     running = Running(_Handler, auth, tls)
     auth.base_url = running.url
     return running

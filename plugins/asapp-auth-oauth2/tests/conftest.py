@@ -45,17 +45,19 @@ def no_secret_in_logs() -> Iterator[set[str]]:
         root.removeHandler(handler)
         root.setLevel(old_level)
     secrets = {s for s in SECRETS if s and len(s) >= 6}
+    texts = []
     for record in handler.records:
-        text = record.getMessage()
+        texts.append(record.getMessage())
         if record.exc_info:
-            text += "".join(traceback.format_exception(*record.exc_info))
-        for secret in secrets:
-            assert secret not in text, f"a secret leaked into the log: {record.name}"
+            texts.append("".join(traceback.format_exception(*record.exc_info)))
+    everything = "\n".join(texts)
+    leaked = [s for s in secrets if s in everything]
+    assert not leaked, f"{len(leaked)} secret value(s) leaked into the log"
 
 
 @pytest.fixture
-def auth() -> Iterator[authserver.TestAuthServer]:
-    server = authserver.TestAuthServer()
+def auth() -> Iterator[authserver.AuthServer]:
+    server = authserver.AuthServer()
     running = authserver.start(server)
     try:
         yield server
@@ -81,8 +83,12 @@ class PyJWTSigner:
     def sign(self, claims: Any, headers: Any = None) -> str:
         import jwt
 
-        token = jwt.encode(dict(claims), self.key, algorithm=self.algorithm,
-                           headers={"kid": self.kid, **(headers or {})})
+        token = jwt.encode(
+            dict(claims),
+            self.key,
+            algorithm=self.algorithm,
+            headers={"kid": self.kid, **(headers or {})},
+        )
         self.signed.append(token)
         SECRETS.add(token)
         return token
@@ -118,3 +124,20 @@ def signer(request: pytest.FixtureRequest, ec_key: Any) -> Any:
             return dict(real.public_jwk())
 
     return Recording()
+
+
+@pytest.fixture
+def make() -> Iterator[Any]:
+    """A factory of OAuth2Provider objects, each closed after the test."""
+    from asapp_auth_oauth2 import OAuth2Provider
+
+    made: list[OAuth2Provider] = []
+
+    def factory(**settings: Any) -> OAuth2Provider:
+        plugin = OAuth2Provider(**settings)
+        made.append(plugin)
+        return plugin
+
+    yield factory
+    for plugin in made:
+        plugin.close()

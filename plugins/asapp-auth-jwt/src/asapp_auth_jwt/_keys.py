@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from asapp_auth.errors import ConfigurationError
-
-from ._secrets import PLUGIN, read_file
+from asapp_auth.secrets import read_secret_file
 
 __all__ = [
+    "PLUGIN",
     "PrivateKey",
     "SigningKey",
     "b64url_decode",
@@ -32,6 +32,9 @@ __all__ = [
     "public_jwk_of",
     "thumbprint",
 ]
+
+PLUGIN = "asapp-auth-jwt"
+"""The name that starts every error message of this plugin."""
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
@@ -91,17 +94,16 @@ def jwk_to_key(jwk: Mapping[str, Any], where: str = "given inline") -> SigningKe
     use = jwk.get("use")
     if use is not None and use != "sig":
         raise ConfigurationError(
-            f"{PLUGIN}: the JWK {where} has \"use\": {use!r}; only a \"sig\" key may sign"
+            f'{PLUGIN}: the JWK {where} has "use": {use!r}; only a "sig" key may sign'
         )
     ops = jwk.get("key_ops")
     if ops is not None and "sign" not in ops:
         raise ConfigurationError(
-            f"{PLUGIN}: the JWK {where} has key_ops without \"sign\"; it may not sign"
+            f'{PLUGIN}: the JWK {where} has key_ops without "sign"; it may not sign'
         )
     kty = jwk.get("kty")
     public_only = ConfigurationError(
-        f"{PLUGIN}: the JWK {where} is a public key; signing needs the private key "
-        "(its \"d\" member)"
+        f'{PLUGIN}: the JWK {where} is a public key; signing needs the private key (its "d" member)'
     )
     try:
         if kty == "oct":
@@ -236,7 +238,8 @@ def load_key(
     elif isinstance(source, str) and source.lstrip().startswith(("-----BEGIN", "{")):
         data, where = source.encode("utf-8"), "given inline"
     elif isinstance(source, str | os.PathLike):
-        data, where = read_file(source, "key"), f"in file {os.fspath(source)!r}"
+        data = read_secret_file(source, setting="key", plugin=PLUGIN)
+        where = f"in file {os.fspath(source)!r}"
     else:
         raise ConfigurationError(
             f"{PLUGIN}: a key source must be a path, PEM bytes or a JWK dict, "

@@ -13,12 +13,18 @@ from typing import Any
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import AsappAuthError, ConfigurationError, ProviderError
+from asapp_auth.secrets import read_secret_file, resolve_secret
 
-from ._keys import PRIVATE_KEY_TYPES
-from ._secrets import PLUGIN, read_env, resolve_secret
+from ._keys import PLUGIN, PRIVATE_KEY_TYPES
 from ._signer import Signer, load_signers, public_jwks
 
-__all__ = ["RESERVED_CLAIMS", "SETTINGS", "JWTProvider", "from_settings"]
+__all__ = [
+    "RESERVED_CLAIMS",
+    "SETTINGS",
+    "JWTProvider",
+    "from_settings",
+    "signers_from_settings",
+]
 
 ENTRY_POINT = "jwt"
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
@@ -241,7 +247,7 @@ def _passphrase(value: object, setting: str) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise _fail(setting, "must name an environment variable (a non-empty str)")
-    return read_env(value, setting)
+    return resolve_secret(f"env:{value}", setting=setting, plugin=PLUGIN)
 
 
 def _load_key_setting(
@@ -265,13 +271,14 @@ def _load_key_setting(
         pem = item["pem"]
         if not isinstance(pem, str):
             raise _fail(f"{label}.pem", "must be a path, 'env:NAME' or 'file:PATH'")
-        own_passphrase = _passphrase(item.get("passphrase_env"), f"{label}.passphrase_env")
+        own = _passphrase(item.get("passphrase_env"), f"{label}.passphrase_env")
         return _load_key_string(
             pem,
             item.get("algorithm") or algorithm,
             item.get("kid"),
-            own_passphrase if own_passphrase is not None else passphrase,
+            own if own is not None else passphrase,
             label,
+            own_passphrase=own is not None,
         )
     raise _fail(
         label,
@@ -281,17 +288,41 @@ def _load_key_setting(
 
 
 def _load_key_string(
-    value: str, algorithm: str | None, kid: str | None, passphrase: str | None, label: str
+    value: str,
+    algorithm: str | None,
+    kid: str | None,
+    passphrase: str | None,
+    label: str,
+    *,
+    own_passphrase: bool = False,
 ) -> list[Signer]:
     if value.startswith("env:"):
-        data = resolve_secret(value, label).encode("utf-8")
+        data = resolve_secret(value, setting=label, plugin=PLUGIN).encode("utf-8")
         where = f"from environment variable {value[4:]!r} (setting {label!r})"
     elif value.lstrip().startswith("-----BEGIN"):
         data, where = value.encode("utf-8"), f"in setting {label!r}"
     else:
         path = value[5:] if value.startswith("file:") else value
-        return load_signers(path, algorithm=algorithm, kid=kid, passphrase=passphrase)
+        data, where = read_secret_file(path, setting=label, plugin=PLUGIN), f"in file {path!r}"
+    # The plugin-wide passphrase is for the encrypted PEM keys among several; a key's own
+    # passphrase must fit it.
+    if not own_passphrase and b"ENCRYPTED" not in data:
+        passphrase = None
     return load_signers(data, algorithm=algorithm, kid=kid, passphrase=passphrase, where=where)
+
+
+def signers_from_settings(
+    keys: object, algorithm: object = None, passphrase_env: object = None
+) -> list[Signer]:
+    """The signers of the ``keys`` setting (one item or a list), as ``from_settings`` loads them."""
+    if algorithm is not None and not isinstance(algorithm, str):
+        raise _fail("algorithm", "must be a str such as 'ES256'")
+    passphrase = _passphrase(passphrase_env, "passphrase_env")
+    items = keys if isinstance(keys, list | tuple) else [keys]
+    signers: list[Signer] = []
+    for index, item in enumerate(items):
+        signers.extend(_load_key_setting(item, algorithm, passphrase, index))
+    return signers
 
 
 def from_settings(settings: Mapping[str, Any]) -> JWTProvider:
@@ -305,18 +336,12 @@ def from_settings(settings: Mapping[str, Any]) -> JWTProvider:
         )
     if "keys" not in settings:
         raise _fail("keys", "is required: a PEM file path, a JWK or JWKS, or a list of them")
-    algorithm = settings.get("algorithm")
-    if algorithm is not None and not isinstance(algorithm, str):
-        raise _fail("algorithm", "must be a str such as 'ES256'")
-    passphrase = _passphrase(settings.get("passphrase_env"), "passphrase_env")
-    raw_keys = settings["keys"]
-    items = raw_keys if isinstance(raw_keys, list | tuple) else [raw_keys]
-    signers: list[Signer] = []
-    for index, item in enumerate(items):
-        signers.extend(_load_key_setting(item, algorithm, passphrase, index))
+    signers = signers_from_settings(
+        settings["keys"], settings.get("algorithm"), settings.get("passphrase_env")
+    )
     hash_key = settings.get("subject_hash_key")
     if hash_key is not None and not isinstance(hash_key, bytes):
-        hash_key = resolve_secret(hash_key, "subject_hash_key")
+        hash_key = resolve_secret(hash_key, setting="subject_hash_key", plugin=PLUGIN)
     optional = {
         name: settings[name]
         for name in ("kid", "issuer", "audience", "lifetime", "claims", "claims_for",

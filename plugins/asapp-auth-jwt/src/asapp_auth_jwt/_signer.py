@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,9 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from asapp_auth.errors import ConfigurationError
+from asapp_auth.secrets import read_secret_file
 
 from ._keys import (
     CURVE_NAMES,
+    PLUGIN,
     PRIVATE_KEY_TYPES,
     PrivateKey,
     SigningKey,
@@ -30,7 +33,6 @@ from ._keys import (
     public_jwk_of,
     thumbprint,
 )
-from ._secrets import PLUGIN, read_file
 
 __all__ = ["ALGORITHMS", "Signer", "load_signers", "public_jwks"]
 
@@ -52,6 +54,7 @@ ALGORITHMS: tuple[str, ...] = (
 )  # fmt: skip
 """Every JWS algorithm a ``Signer`` signs with."""
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 # JSONEncoder.encode builds a new C encoder on every call; on the hot path build it once.
 _c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
@@ -219,7 +222,8 @@ class Signer:
         if isinstance(path_or_bytes, bytes):
             data, where = path_or_bytes, "given inline"
         else:
-            data, where = read_file(path_or_bytes, "key"), f"in file {os.fspath(path_or_bytes)!r}"
+            data = read_secret_file(path_or_bytes, setting="key", plugin=PLUGIN)
+            where = f"in file {os.fspath(path_or_bytes)!r}"
         key = parse_key_data(data, where, passphrase)
         if isinstance(key, dict):
             raise ConfigurationError(
@@ -290,12 +294,23 @@ class Signer:
             header_b64 = b64url_encode(self._encode(self._merge_header(headers), "header"))
         else:
             header_b64 = self._header_b64
-        if type(claims) is not dict and not isinstance(claims, Mapping):
+        if _C_ENCODE is not None and type(claims) is dict:
+            # The hot path: one C call to encode, no ABC isinstance check.
+            try:
+                payload = "".join(_C_ENCODE(claims, 0)).encode("ascii")
+            except (TypeError, ValueError):
+                payload = self._encode(claims, "claims")  # raises the descriptive error
+        elif isinstance(claims, Mapping):
+            payload = self._encode(claims, "claims")
+        else:
             raise ConfigurationError(
                 f"{PLUGIN}: claims must be a mapping (a JSON object), not {type(claims).__name__}"
             )
-        signing_input = header_b64 + b"." + b64url_encode(self._encode(claims, "claims"))
-        return (signing_input + b"." + b64url_encode(self._sign(signing_input))).decode("ascii")
+        signing_input = (
+            header_b64 + b"." + b2a_base64(payload, newline=False).translate(_URL_SAFE).rstrip(b"=")
+        )
+        signature = b2a_base64(self._sign(signing_input), newline=False)
+        return (signing_input + b"." + signature.translate(_URL_SAFE).rstrip(b"=")).decode("ascii")
 
     def sign_bytes(self, payload: bytes, header: bytes | None = None) -> str:
         """A JWS compact serialisation of arbitrary ``payload`` bytes, with ``header`` as given.
@@ -312,7 +327,7 @@ class Signer:
                 raise ConfigurationError(f"{PLUGIN}: the JWS header is not valid JSON") from None
             if not isinstance(parsed, dict) or parsed.get("alg") != self._algorithm:
                 raise ConfigurationError(
-                    f"{PLUGIN}: the JWS header must be a JSON object with \"alg\": "
+                    f'{PLUGIN}: the JWS header must be a JSON object with "alg": '
                     f"{self._algorithm!r}"
                 )
             header_b64 = b64url_encode(header)
@@ -336,8 +351,6 @@ class Signer:
     @staticmethod
     def _encode(value: Mapping[str, Any], what: str) -> bytes:
         try:
-            if _C_ENCODE is not None and type(value) is dict:
-                return "".join(_C_ENCODE(value, 0)).encode("ascii")
             return _ENCODER.encode(value).encode("ascii")
         except (TypeError, ValueError) as exc:
             # The message describes a type ("Object of type X is not JSON serializable"),
@@ -378,7 +391,8 @@ def load_signers(
         if isinstance(source, bytes):
             data, label = source, where or "given inline"
         elif isinstance(source, str | os.PathLike):
-            data, label = read_file(source, "keys"), where or f"in file {os.fspath(source)!r}"
+            data = read_secret_file(source, setting="keys", plugin=PLUGIN)
+            label = where or f"in file {os.fspath(source)!r}"
         else:
             raise ConfigurationError(
                 f"{PLUGIN}: a key must be a path, PEM or JSON bytes, a JWK or JWKS dict, a key "
@@ -427,4 +441,3 @@ def public_jwks(signers: Iterable[Signer]) -> dict[str, list[dict[str, str]]]:
         seen.add(signer.kid)
         keys.append(jwk)
     return {"keys": keys}
-

@@ -6,8 +6,9 @@ plugin object (an ``OAuth2Provider``) from a pipeline's settings.
 
 from importlib import metadata as _metadata
 
+from asapp_auth.secrets import Secret, resolve_secret
+
 from ._provider import OAuth2Provider, from_settings
-from ._secrets import Secret, resolve_secret
 from ._settings import CLIENT_AUTH_METHODS, GRANTS, OAuth2Settings
 from .errors import (
     DiscoveryError,

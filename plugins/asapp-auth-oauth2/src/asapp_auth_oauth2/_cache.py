@@ -139,7 +139,7 @@ class TokenCache:
             assert entry is not None
             with self._guard:
                 self._served[(customer_id, key)] = entry.generation
-            return entry.response, entry.expires_at - now
+            return entry.response, min(entry.response.expires_in, entry.expires_at - now)
 
     def peek(self, key: Hashable) -> TokenResponse | None:
         """The token stored under ``key``, expired or not, without fetching."""

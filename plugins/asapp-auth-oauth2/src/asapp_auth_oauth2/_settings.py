@@ -11,8 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from asapp_auth.errors import ConfigurationError
-
-from ._secrets import Secret, resolve_secret
+from asapp_auth.secrets import Secret, resolve_secret
 
 __all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
 
@@ -233,20 +232,21 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
     if isinstance(key, bytes):
         material: bytes | str = key
     elif isinstance(key, str) and key.startswith("env:"):
-        material = resolve_secret("signing_key", key).reveal().encode()
+        material = resolve_secret(key, setting="signing_key", plugin=PLUGIN).encode()
     elif isinstance(key, str) and key:
         material = key.removeprefix("file:")
     else:
         raise _fail("signing_key", "must be a PEM path, 'env:NAME' or PEM bytes")
     passphrase = raw.get("signing_key_passphrase")
-    secret = None if passphrase is None else resolve_secret("signing_key_passphrase", passphrase)
+    if passphrase is not None:
+        passphrase = resolve_secret(passphrase, setting="signing_key_passphrase", plugin=PLUGIN)
     algorithm = _str("signing_algorithm", raw.get("signing_algorithm"))
     try:
         built = jwt_plugin.Signer.from_pem(
             material,
             algorithm=algorithm,
             kid=_str("signing_kid", raw.get("signing_kid")),
-            passphrase=None if secret is None else secret.reveal(),
+            passphrase=passphrase,
         )
     except ConfigurationError:
         raise
@@ -301,7 +301,9 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             "revocation_endpoint", revocation_endpoint, allow_http=allow_http
         )
     secret = raw.get("client_secret")
-    client_secret = None if secret is None else resolve_secret("client_secret", secret)
+    client_secret = None
+    if secret is not None:
+        client_secret = Secret(resolve_secret(secret, setting="client_secret", plugin=PLUGIN))
     signer = _signer(raw)
     default_auth = "client_secret_basic" if client_secret else "none"
     if signer is not None and not client_secret and grant != "jwt_bearer":

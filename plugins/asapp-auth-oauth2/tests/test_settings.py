@@ -1,0 +1,132 @@
+"""Settings: validated at configuration time, secrets resolved once and never shown."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import asapp_auth_oauth2
+import pytest
+from asapp_auth_oauth2 import OAuth2Provider, Secret, from_settings
+from conftest import SECRETS
+
+from asapp_auth.errors import ConfigurationError
+
+BASE = {"token_endpoint": "https://as.example/token", "client_id": "app"}
+
+
+def build(**settings: Any) -> OAuth2Provider:
+    return OAuth2Provider(**{**BASE, **settings})
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"grant": "password"}, "grant"),
+        ({"client_id": ""}, "client_id"),
+        ({"token_endpoint": "ftp://as.example/token"}, "token_endpoint"),
+        ({"token_endpoint": "http://as.example/token"}, "token_endpoint"),
+        ({"token_endpoint": "https://u:p@as.example/token"}, "token_endpoint"),
+        ({"client_auth": "client_secret_jwt"}, "client_auth"),
+        ({"client_auth": "client_secret_basic"}, "client_secret"),
+        ({"client_auth": "none", "client_secret": "x"}, "client_secret"),
+        ({"client_auth": "private_key_jwt"}, "signer"),
+        ({"grant": "jwt_bearer"}, "signer"),
+        ({"client_auth": "tls_client_auth"}, "cert"),
+        ({"grant": "token_exchange"}, "subject_token_for"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"timeout": 0}, "timeout"),
+        ({"backoff_base": 10, "backoff_max": 1}, "backoff_base"),
+        ({"scope": 5}, "scope"),
+        ({"resource": "not-absolute"}, "resource"),
+        ({"verify": 3}, "verify"),
+        ({"cert": ["a"]}, "cert"),
+        ({"refresh_token_for": "no_such_module_xyz:f"}, "refresh_token_for"),
+        ({"refresh_token_for": 5}, "refresh_token_for"),
+        ({"signer": object()}, "signer"),
+        ({"client_secret": "env:ASAPP_OAUTH2_SURELY_UNSET"}, "client_secret"),
+        ({"client_secret": "file:/nonexistent/secret"}, "client_secret"),
+        ({"max_expires_in": 10}, "default_expires_in"),
+        ({"revoke_on_clear": "yes"}, "revoke_on_clear"),
+        ({"tokn_endpoint": "x"}, "tokn_endpoint"),
+    ],
+)
+def test_bad_settings_name_the_setting(settings: dict[str, Any], named: str) -> None:
+    """Each bad setting raises ConfigurationError naming it and the plugin."""
+    with pytest.raises(ConfigurationError) as caught:
+        build(**settings)
+    assert named in str(caught.value)
+    assert "oauth2" in str(caught.value)
+
+
+def test_endpoint_or_issuer_is_required() -> None:
+    """Without token_endpoint or issuer, configuration fails and says what to give."""
+    with pytest.raises(ConfigurationError, match="issuer"):
+        OAuth2Provider(client_id="app")
+
+
+def test_http_is_allowed_on_loopback_and_by_opt_in() -> None:
+    """Plain http is accepted for loopback hosts, and elsewhere only with allow_http."""
+    build(token_endpoint="http://127.0.0.1:8080/token").close()
+    build(token_endpoint="http://localhost/token").close()
+    build(token_endpoint="http://as.internal/token", allow_http=True).close()
+
+
+def test_secret_references_are_resolved(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """env: and file: references are read at configuration time; literal: escapes them."""
+    SECRETS.update({"from-env-secret", "from-file-secret"})
+    monkeypatch.setenv("OAUTH2_TEST_SECRET", "from-env-secret")
+    path = tmp_path / "secret"
+    path.write_text("from-file-secret\n")
+    assert build(client_secret="env:OAUTH2_TEST_SECRET").settings.client_secret == Secret(
+        "from-env-secret"
+    )
+    assert build(client_secret=f"file:{path}").settings.client_secret == Secret("from-file-secret")
+    assert build(client_secret="literal:env:X").settings.client_secret == Secret("env:X")
+
+
+def test_repr_never_shows_the_secret() -> None:
+    """Neither the plugin's nor its settings' repr shows the client secret."""
+    SECRETS.add("a-very-secret-value")
+    plugin = build(client_secret="a-very-secret-value")
+    assert "a-very-secret-value" not in repr(plugin) + repr(plugin.settings) + str(plugin.settings)
+    assert plugin.settings.client_auth == "client_secret_basic"
+
+
+def test_settings_are_normalised() -> None:
+    """Scope lists join with spaces; audience strings become tuples; grant URNs are accepted."""
+    plugin = build(
+        scope=["read", "write", "read"],
+        audience="aud",
+        grant="urn:ietf:params:oauth:grant-type:token-exchange",
+        subject_token_for="os.path:basename",
+    )
+    assert plugin.settings.scope == "read write"
+    assert plugin.settings.audience == ("aud",)
+    assert plugin.settings.grant == "token_exchange"
+
+
+def test_from_settings_is_the_entry_point_factory() -> None:
+    """The module's from_settings builds the plugin from a settings dict."""
+    plugin = from_settings(dict(BASE))
+    assert isinstance(plugin, OAuth2Provider)
+    assert hasattr(plugin.provide_context, "asapp_auth_impl")
+
+
+def test_entry_point_is_declared() -> None:
+    """pyproject declares the oauth2 entry point of the asapp_auth group, at this module."""
+    data = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert data["project"]["entry-points"]["asapp_auth"] == {"oauth2": "asapp_auth_oauth2"}
+    assert callable(asapp_auth_oauth2.from_settings)
+
+
+def test_all_is_complete() -> None:
+    """__all__ names every public name of the package, once, and nothing it lacks."""
+    names = asapp_auth_oauth2.__all__
+    assert len(set(names)) == len(names)
+    public = {n for n in dir(asapp_auth_oauth2) if not n.startswith("_") and n != "errors"}
+    assert public - {"annotations"} <= set(names)
+    for name in names:
+        assert hasattr(asapp_auth_oauth2, name)
