@@ -42,3 +42,27 @@ def test_version_and_usage_errors() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["no-such-command"])
     assert caught.value.code == 2
+
+
+def test_jwks_prints_the_public_keys_only(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """jwks prints the public JWKS of a private key file, with no private member."""
+    pytest.importorskip("asapp_auth_jwt")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "key.pem"  # type: ignore[operator]
+    path.write_bytes(pem)
+    assert main(["jwks", str(path), "--algorithm", "ES256", "--kid", "k1"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (jwk,) = document["keys"]
+    assert jwk["kid"] == "k1"
+    assert jwk["kty"] == "EC"
+    assert "d" not in jwk

@@ -1,4 +1,4 @@
-"""The ``asapp-auth`` command line.
+"""asapp-auth: customer authentication for a chat platform's API, from the command line.
 
 Exit codes: 0 success; 1 a command ran and found a problem (a demo step failed, a broken
 plugin); 2 usage or configuration error. Errors are one line on stderr; ``--debug`` shows the
@@ -8,6 +8,7 @@ traceback. Output is plain text (``NO_COLOR`` is respected trivially: there is n
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import traceback
@@ -45,6 +46,18 @@ def _plugins(args: argparse.Namespace) -> int:
     return 1 if any(row["error"] for row in rows) else 0
 
 
+def _jwks(args: argparse.Namespace) -> int:
+    try:
+        command = importlib.import_module("asapp_auth_jwt.__main__")
+    except ImportError:
+        print(
+            "asapp-auth: the jwks command needs the JWT plugin: pip install asapp-auth-jwt",
+            file=sys.stderr,
+        )
+        return 2
+    return int(command.main(["jwks", *args.rest]))
+
+
 def _demo(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, concurrency=args.concurrency)
 
@@ -57,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="walk through the authentication model on a local platform")
     demo.add_argument("--concurrency", type=int, default=50, help="requests racing an expiry")
     demo.set_defaults(run=_demo)
+    jwks = sub.add_parser(
+        "jwks",
+        help="the public JWKS of JWT-plugin keys (KEY... [--kid] [--algorithm] [--passphrase-env])",
+        add_help=False,
+    )
+    jwks.add_argument("rest", nargs=argparse.REMAINDER)
+    jwks.set_defaults(run=_jwks)
     plugins = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(run=_plugins)
