@@ -5,13 +5,17 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import math
+import os
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import httpx
+
 from asapp_auth.errors import ConfigurationError
-from asapp_auth.secrets import Secret, resolve_secret
+from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
 
 __all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
 
@@ -73,6 +77,8 @@ class OAuth2Settings:
     connect_timeout: float = 5.0
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
+    # Built from ``verify`` (a CA path) and ``cert`` at configuration time; None: httpx's default.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     proxy: str | None = None
     trust_env: bool = True
     default_expires_in: float = 600.0
@@ -230,34 +236,107 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
             "needs the JWT plugin: pip install 'asapp-auth-oauth2[jwt]' (asapp-auth-jwt)",
         ) from None
     if isinstance(key, bytes):
-        material: bytes | str = key
+        pem = key
+    elif isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
+        pem = key.encode()  # inline PEM text: never shown, unlike a path
     elif isinstance(key, str) and key.startswith("env:"):
-        material = resolve_secret(key, setting="signing_key", plugin=PLUGIN).encode()
+        pem = resolve_secret(key, setting="signing_key", plugin=PLUGIN).encode()
     elif isinstance(key, str) and key:
-        material = key.removeprefix("file:")
+        pem = read_secret_file(key.removeprefix("file:"), setting="signing_key", plugin=PLUGIN)
     else:
-        raise _fail("signing_key", "must be a PEM path, 'env:NAME' or PEM bytes")
-    passphrase = raw.get("signing_key_passphrase")
-    if passphrase is not None:
-        passphrase = resolve_secret(passphrase, setting="signing_key_passphrase", plugin=PLUGIN)
+        raise _fail("signing_key", "must be a PEM path, 'env:NAME', or PEM text or bytes")
+    raw_passphrase = raw.get("signing_key_passphrase")
+    passphrase = None
+    if raw_passphrase is not None:
+        passphrase = resolve_secret(
+            raw_passphrase, setting="signing_key_passphrase", plugin=PLUGIN
+        ).encode()
+    private_key = _load_pem_key(pem, passphrase)
     algorithm = _str("signing_algorithm", raw.get("signing_algorithm"))
+    kid = _str("signing_kid", raw.get("signing_kid"))
     try:
-        built = jwt_plugin.Signer.from_pem(
-            material,
-            algorithm=algorithm,
-            kid=_str("signing_kid", raw.get("signing_kid")),
-            passphrase=passphrase,
-        )
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise _fail(
-            "signing_key",
-            f"could not be loaded ({type(exc).__name__}); check the key and passphrase",
-        ) from None
+        built = jwt_plugin.Signer(private_key, algorithm=algorithm, kid=kid)
+    except ConfigurationError as exc:
+        # The JWT plugin's reason (algorithm and key kind), under this plugin's setting names.
+        reason = str(exc).removeprefix("asapp-auth-jwt: ")
+        name = "signing_algorithm" if algorithm is not None else "signing_key"
+        raise _fail(name, f"does not fit the signing key: {reason}") from None
     if not isinstance(built, Signer):
         raise _fail("signing_key", "did not give a signer with a sign() method")
     return built
+
+
+def _load_pem_key(pem: bytes, passphrase: bytes | None) -> Any:
+    """The private key of ``pem``; a ``ConfigurationError`` naming the setting at fault."""
+    # cryptography comes with the JWT plugin (the optional extra), imported by the caller.
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - optional extra
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - optional extra
+
+    if b"PRIVATE KEY-----" not in pem:
+        raise _fail(
+            "signing_key",
+            "is not a PEM private key (-----BEGIN ... PRIVATE KEY-----); a public key or "
+            "certificate cannot sign",
+        )
+    try:
+        return serialization.load_pem_private_key(pem, password=passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise _fail(
+                "signing_key",
+                "is an encrypted PEM key; give its passphrase in 'signing_key_passphrase' "
+                "(env:NAME or file:PATH)",
+            ) from None
+        raise _fail(
+            "signing_key_passphrase", "was given, but 'signing_key' is not encrypted; remove it"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        if passphrase is not None:
+            raise _fail(
+                "signing_key_passphrase",
+                "does not decrypt 'signing_key' (wrong passphrase, or the key is damaged)",
+            ) from None
+        raise _fail(
+            "signing_key", "could not be loaded: it is not a valid PEM private key"
+        ) from None
+
+
+def _ssl_context(
+    verify: bool | str, cert: str | tuple[str, str] | None, trust_env: bool
+) -> ssl.SSLContext | None:
+    """The TLS context for a CA path or a client certificate, loaded now so that a bad file is a
+    configuration error; ``None`` leaves httpx's default (``verify`` True or False, no cert)."""
+    if isinstance(verify, bool) and cert is None:
+        return None
+    if isinstance(verify, str):
+        try:
+            if os.path.isdir(verify):
+                context = ssl.create_default_context(capath=verify)
+            else:
+                context = ssl.create_default_context(cafile=verify)
+        except (OSError, ValueError) as exc:
+            raise _fail(
+                "verify",
+                f"names {verify!r}, which is not a readable PEM CA bundle or directory "
+                f"({type(exc).__name__}); give the CA that issued the server's certificate",
+            ) from None
+    else:
+        context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+    if cert is not None:
+        certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
+        files = [certfile] if keyfile is None else [certfile, keyfile]
+        try:
+            # The password callback stops OpenSSL from prompting on a terminal for an
+            # encrypted key; such a key then fails to load like any other bad key.
+            context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+        except (OSError, ValueError) as exc:
+            raise _fail(
+                "cert",
+                f"names {files!r}, which could not be loaded as a PEM certificate and its "
+                f"unencrypted private key ({type(exc).__name__}); check the paths, and that the "
+                "key belongs to the certificate",
+            ) from None
+    return context
 
 
 _KNOWN = frozenset(OAuth2Settings.__dataclass_fields__) | {
@@ -327,6 +406,8 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
     cert = _cert(raw.get("cert"))
     if client_auth == "tls_client_auth" and cert is None:
         raise _fail("cert", "is required with client_auth='tls_client_auth' (RFC 8705)")
+    verify = _verify(raw.get("verify", True))
+    trust_env = _bool("trust_env", raw.get("trust_env", True))
     if grant == "token_exchange" and raw.get("subject_token_for") is None:
         raise _fail("subject_token_for", "is required with grant='token_exchange'")
     proxy = raw.get("proxy")
@@ -373,10 +454,11 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         ),
         timeout=_number("timeout", raw.get("timeout", 10.0), minimum=0),
         connect_timeout=_number("connect_timeout", raw.get("connect_timeout", 5.0), minimum=0),
-        verify=_verify(raw.get("verify", True)),
+        verify=verify,
         cert=cert,
+        ssl_context=_ssl_context(verify, cert, trust_env),
         proxy=proxy,
-        trust_env=_bool("trust_env", raw.get("trust_env", True)),
+        trust_env=trust_env,
         default_expires_in=_number(
             "default_expires_in", raw.get("default_expires_in", 600.0), minimum=0
         ),

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ._settings import OAuth2Settings
-from .errors import TokenEndpointUnavailableError, TokenResponseError, error_class
+from .errors import TLSError, TokenEndpointUnavailableError, TokenResponseError, error_class
 
 __all__ = ["HTTPResult", "Transport", "describe_endpoint"]
 
@@ -78,8 +79,9 @@ class Transport:
         s = self._settings
         return httpx.Client(
             timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
-            verify=s.verify,
-            cert=s.cert,
+            # A CA path and a client certificate are in ssl_context (httpx 0.28 deprecates
+            # verify=<str> and cert=).
+            verify=s.ssl_context if s.ssl_context is not None else s.verify,
             proxy=s.proxy,
             trust_env=s.trust_env,
             follow_redirects=False,
@@ -131,12 +133,18 @@ class Transport:
             status: int | None = None
             try:
                 status, response_headers, body = self._send(method, url, form, headers)
-            except _UNSENT as exc:
-                problem = f"could not connect ({type(exc).__name__})"
-                retryable = True
-            except _MAYBE_SENT as exc:
-                problem = f"failed mid-request ({type(exc).__name__})"
-                retryable = idempotent
+            except (*_UNSENT, *_MAYBE_SENT) as exc:
+                tls_problem = _tls_problem(exc, what, endpoint, has_cert=s.cert is not None)
+                if tls_problem is not None:
+                    raise TLSError(
+                        tls_problem, endpoint=endpoint, attempts=attempts, customer_id=customer_id
+                    ) from None
+                if isinstance(exc, _UNSENT):
+                    problem = f"could not connect ({type(exc).__name__})"
+                    retryable = True
+                else:
+                    problem = f"failed mid-request ({type(exc).__name__})"
+                    retryable = idempotent
             except _BodyTooLarge:
                 raise TokenResponseError(
                     f"plugin 'oauth2': the {what} {endpoint} answered a body larger than "
@@ -337,6 +345,66 @@ _ADVICE = {
 
 class _BodyTooLarge(Exception):
     pass
+
+
+# TLS alerts by which a server refuses the client's certificate, or the lack of one.
+_CLIENT_CERT_ALERTS = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+# TLS failures that may be transient (a dropped connection), left to the retry logic.
+_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` under an httpx exception (httpx -> httpcore -> ssl), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _tls_problem(exc: BaseException, what: str, endpoint: str, *, has_cert: bool) -> str | None:
+    """A message for a TLS failure that retrying cannot fix; ``None`` for any other failure."""
+    cause = _ssl_cause(exc)
+    if cause is None or isinstance(cause, _TRANSIENT_SSL):
+        return None
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        detail = cause.verify_message or cause.reason or "certificate verify failed"
+        return (
+            f"plugin 'oauth2': the server certificate of the {what} {endpoint} could not be "
+            f"verified ({detail}); set 'verify' to the CA bundle that issued it, or fix the "
+            "server's certificate"
+        )
+    reason = str(cause.reason or type(cause).__name__)
+    shown = reason.lower().replace("_", " ")
+    if reason in _CLIENT_CERT_ALERTS:
+        if not has_cert:
+            return (
+                f"plugin 'oauth2': the {what} {endpoint} requires a client certificate in the "
+                f"TLS handshake ({shown}) and none is configured; set 'cert'"
+            )
+        return (
+            f"plugin 'oauth2': the {what} {endpoint} refused the client certificate of the "
+            f"'cert' setting in the TLS handshake ({shown}); use a certificate issued by a CA "
+            "the server trusts, for this client"
+        )
+    return (
+        f"plugin 'oauth2': the TLS handshake with the {what} {endpoint} failed ({shown}); check "
+        "the URL and the 'verify' and 'cert' settings"
+    )
 
 
 def _clean(text: str, secrets: list[str], limit: int) -> str:

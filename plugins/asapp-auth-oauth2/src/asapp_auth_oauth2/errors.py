@@ -19,6 +19,7 @@ __all__ = [
     "InvalidScopeError",
     "OAuth2Error",
     "SessionGoneError",
+    "TLSError",
     "TokenEndpointUnavailableError",
     "TokenResponseError",
     "UnauthorizedClientError",
@@ -137,6 +138,12 @@ class TokenEndpointUnavailableError(ProviderError):
         self.endpoint = endpoint
         self.attempts = attempts
         self.status_code = status_code
+
+
+class TLSError(TokenEndpointUnavailableError):
+    """The TLS handshake with the endpoint failed: its server certificate was not trusted (the
+    ``verify`` setting), or it refused the plugin's client certificate or the lack of one (the
+    ``cert`` setting). Retrying cannot help, so the request is not retried; ``attempts`` is 1."""
 
 
 class DiscoveryError(ProviderError):
