@@ -78,14 +78,23 @@ class Flight(Generic[T]):
             raise self._error
         return self._value  # type: ignore[return-value]
 
-    def _expire(self) -> None:
-        if self.fail(self._timeout_error()) and self._on_timeout is not None:
+    def overdue(self) -> bool:
+        """Past its deadline with no outcome: waiters would time out on it at once."""
+        return not self._event.is_set() and time.monotonic() >= self.deadline
+
+    def expire(self, notify: bool = True) -> None:
+        """Fail with the timeout error, unless an outcome is already known.
+
+        ``notify=False`` skips the ``on_timeout`` callback, for an owner that already holds the
+        lock that callback takes.
+        """
+        if self.fail(self._timeout_error()) and notify and self._on_timeout is not None:
             self._on_timeout(self)
 
     def wait(self) -> T:
         """Block until the outcome is known or the deadline passes; return or raise it."""
         if not self._event.wait(max(0.0, self.deadline - time.monotonic())):
-            self._expire()
+            self.expire()
         return self._outcome()
 
     async def wait_async(self) -> T:
@@ -103,7 +112,7 @@ class Flight(Generic[T]):
             async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
                 await future
         except TimeoutError:
-            self._expire()
+            self.expire()
         finally:
             if not future.done():
                 future.cancel()

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 import pluggy
@@ -79,12 +79,15 @@ class _Fetch:
     customer: Customer
     stale: CachedContext | None
     needs_refresh: bool
+    # True for a fixed customer (for_customer, get_context(customer=...)): never "switched away".
+    bound: bool = False
 
 
 @dataclass(slots=True)
 class _Rejected:
     customer: Customer
     entry: CachedContext
+    bound: bool
 
 
 @dataclass(slots=True)
@@ -100,6 +103,15 @@ class _ReadBody:
 
 
 _Op = _Fetch | _Rejected | _Login | _ReadBody
+
+
+class _Sent(NamedTuple):
+    """What the cached path put on a request, for the slow path to carry on from."""
+
+    customer: Customer | None
+    generation: int
+    entry: CachedContext | None
+    attachment: Attachment | None
 
 
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
@@ -250,12 +262,14 @@ class AuthPipeline(httpx.Auth):
                 "load() was already called for this pipeline; use set_customer() to change the "
                 "customer mid-session, or clear() to go back to anonymous"
             )
-        self._loaded = True
         if customer_id is None:
             if context_provider is not None:
                 raise ConfigurationError("a context_provider needs a customer_id")
+            self._loaded = True
             return None
-        return self.set_customer(customer_id, context_provider)
+        customer = self.set_customer(customer_id, context_provider)
+        self._loaded = True
+        return customer
 
     def set_customer(
         self, customer_id: str, context_provider: ContextProvider | None = None
@@ -337,11 +351,13 @@ class AuthPipeline(httpx.Auth):
         ``needs_refresh=True`` asks the provider for a fresh one, once for concurrent callers.
         Returns ``None`` for an anonymous customer.
         """
+        bound = customer is not None
         customer = customer or self._state[0]
         if customer is None:
             return None
         entry = self._lookup(customer, force=needs_refresh)
         if not isinstance(entry, CachedContext):
+            entry.bound = bound
             entry = self._fetch_sync(entry)
         return entry.context
 
@@ -349,11 +365,13 @@ class AuthPipeline(httpx.Auth):
         self, needs_refresh: bool = False, *, customer: Customer | None = None
     ) -> AuthContext | None:
         """``get_context`` for asyncio: a provider runs in a worker thread, off the loop."""
+        bound = customer is not None
         customer = customer or self._state[0]
         if customer is None:
             return None
         entry = self._lookup(customer, force=needs_refresh)
         if not isinstance(entry, CachedContext):
+            entry.bound = bound
             entry = await self._fetch_async(entry)
         return entry.context
 
@@ -379,7 +397,11 @@ class AuthPipeline(httpx.Auth):
         return CachedContext(context, plugin, asked_at, refresh, expires)
 
     def _claim(
-        self, customer: Customer, stale: CachedContext | None, rejected: bool = False
+        self,
+        customer: Customer,
+        stale: CachedContext | None,
+        rejected: bool = False,
+        bound: bool = False,
     ) -> tuple[Flight[CachedContext] | None, bool, CachedContext | None]:
         """Join the customer's flight, start one (leader), or find it already refreshed."""
         key = customer.cache_key
@@ -388,13 +410,14 @@ class AuthPipeline(httpx.Auth):
             if rejected and current is stale and current is not None:
                 self._cache.pop(key)  # never serve a context the server has refused
                 current = None
-            if (
-                current is not None
-                and current is not stale
-                and time.monotonic() < current.expires_at
-            ):
+            fresh = current is not None and time.monotonic() < current.expires_at
+            if fresh and current is not stale:
                 return None, False, current
             flight = self._inflight.get(key)
+            if flight is not None and flight.overdue():
+                # Nobody waited on it (a refresh ahead), so it never timed out: start afresh.
+                flight.expire(notify=False)  # we hold _lock, and replace it below
+                flight = None
             if flight is not None:
                 return flight, False, None
             flight = Flight(
@@ -407,6 +430,9 @@ class AuthPipeline(httpx.Auth):
                 ),
                 lambda flight: self._drop_flight(key, flight),
             )
+            # A customer switched away from is still served to requests begun before the switch,
+            # but what is fetched for it then is not kept.
+            flight.orphaned = not bound and customer != self._state[0]
             self._inflight[key] = flight
             return flight, True, None
 
@@ -416,7 +442,7 @@ class AuthPipeline(httpx.Auth):
                 del self._inflight[key]
 
     def _fetch_sync(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
-        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected)
+        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected, fetch.bound)
         if flight is None:
             assert current is not None
             return current
@@ -425,7 +451,7 @@ class AuthPipeline(httpx.Auth):
         return flight.wait()
 
     async def _fetch_async(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
-        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected)
+        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected, fetch.bound)
         if flight is None:
             assert current is not None
             return current
@@ -552,40 +578,36 @@ class AuthPipeline(httpx.Auth):
 
     # -- login ----------------------------------------------------------------------------------
 
-    def _claim_login(self, op: _Login) -> tuple[Flight[Customer] | None, bool, Customer | None]:
-        gone: Customer | None = None
-        try:
-            with self._lock:
-                current, generation = self._state
-                if op.reason == "session_gone" and current is not None and current == op.customer:
-                    self._state = (None, generation + 1)
-                    self._forget(current)
-                    gone = current
-                    log.info("the session of customer %r is gone; now anonymous", current.id)
-                elif current is not None and (
-                    generation != op.generation or op.reason == "anonymous"
-                ):
-                    return None, False, current  # a customer was set meanwhile
-                if self._login is not None:
-                    return self._login, False, None
-                return self._new_login()
-        finally:
-            if gone is not None:
-                self._cleared(gone)
+    def _claim_login(
+        self, op: _Login
+    ) -> tuple[Flight[Customer] | None, bool, Customer | None, Customer | None]:
+        """Join the login in progress, start one (leader), or find a customer already set.
 
-    def _new_login(self) -> tuple[Flight[Customer], bool, None]:
-        """Start the login flight. Holds ``_lock``."""
-        flight: Flight[Customer] = Flight(
-            self._login_timeout,
-            lambda: LoginRequiredError(
-                f"a login is required and no customer was set within login_timeout="
-                f"{self._login_timeout:g}s; call set_customer() from the on_login_required "
-                "handler once the customer has logged in"
-            ),
-            self._drop_login,
-        )
-        self._login = flight
-        return flight, True, None
+        The last item is the customer whose session was found gone, for the caller to report
+        through ``on_customer_cleared`` outside the lock (and off the event loop).
+        """
+        gone: Customer | None = None
+        with self._lock:
+            current, generation = self._state
+            if op.reason == "session_gone" and current is not None and current == op.customer:
+                self._state = (None, generation + 1)
+                self._forget(current)
+                gone = current
+                log.info("the session of customer %r is gone; now anonymous", current.id)
+            elif current is not None and (generation != op.generation or op.reason == "anonymous"):
+                return None, False, current, None  # a customer was set meanwhile
+            if self._login is not None:
+                return self._login, False, None, gone
+            self._login = Flight(
+                self._login_timeout,
+                lambda: LoginRequiredError(
+                    f"a login is required and no customer was set within login_timeout="
+                    f"{self._login_timeout:g}s; call set_customer() from the on_login_required "
+                    "handler once the customer has logged in"
+                ),
+                self._drop_login,
+            )
+            return self._login, True, None, gone
 
     def _drop_login(self, flight: Flight[Customer]) -> None:
         with self._lock:
@@ -616,7 +638,9 @@ class AuthPipeline(httpx.Auth):
             self._drop_login(flight)
 
     def _login_sync(self, op: _Login) -> Customer:
-        flight, leader, current = self._claim_login(op)
+        flight, leader, current, gone = self._claim_login(op)
+        if gone is not None:
+            self._cleared(gone)
         if flight is None:
             assert current is not None
             return current
@@ -625,7 +649,9 @@ class AuthPipeline(httpx.Auth):
         return flight.wait()
 
     async def _login_async(self, op: _Login) -> Customer:
-        flight, leader, current = self._claim_login(op)
+        flight, leader, current, gone = self._claim_login(op)
+        if gone is not None:
+            _spawn(self._cleared, gone)  # plugins may block in it (a revocation call)
         if flight is None:
             assert current is not None
             return current
@@ -639,7 +665,7 @@ class AuthPipeline(httpx.Auth):
         if isinstance(op, _Fetch):
             return self._fetch_sync(op)
         if isinstance(op, _Rejected):
-            return self._fetch_sync(_Fetch(op.customer, op.entry, True), rejected=True)
+            return self._fetch_sync(_Fetch(op.customer, op.entry, True, op.bound), rejected=True)
         if isinstance(op, _Login):
             return self._login_sync(op)
         return op.response.read()
@@ -648,7 +674,8 @@ class AuthPipeline(httpx.Auth):
         if isinstance(op, _Fetch):
             return await self._fetch_async(op)
         if isinstance(op, _Rejected):
-            return await self._fetch_async(_Fetch(op.customer, op.entry, True), rejected=True)
+            fetch = _Fetch(op.customer, op.entry, True, op.bound)
+            return await self._fetch_async(fetch, rejected=True)
         if isinstance(op, _Login):
             return await self._login_async(op)
         return await op.response.aread()
@@ -656,63 +683,104 @@ class AuthPipeline(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        return _drive_sync(self, self._flow(request, RedirectGuard, None))
+        return _run_sync(self, request, None)
 
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        return _drive_async(self, self._flow(request, AsyncRedirectGuard, None))
+        return _run_async(self, request, None)
+
+    def _fast(
+        self,
+        request: httpx.Request,
+        bound: Customer | None,
+        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
+    ) -> _Sent | Literal[False] | None:
+        """The cached path, shared by both drivers: no lock, no I/O, no provider.
+
+        Returns ``None`` for a request to another origin (it gets nothing), what was attached
+        when the context was fresh in the cache (or the customer is anonymous), and ``False``
+        when the slow path must fetch first.
+        """
+        url = request.url
+        scheme = url.scheme
+        if (scheme, url.host, url.port) not in self._targets:
+            return None
+        customer, generation = (bound, -1) if bound is not None else self._state
+        if customer is None:
+            return _Sent(None, generation, None, None)
+        entry = self._cache.get(customer.cache_key)
+        if entry is None:
+            return False
+        now = time.monotonic()
+        if now >= entry.expires_at:
+            return False
+        if now >= entry.refresh_at and not entry.ahead_started:
+            self._start_refresh_ahead(customer, entry)
+        return _Sent(customer, generation, entry, self._attach(request, entry, guard))
+
+    def _attach(
+        self,
+        request: httpx.Request,
+        entry: CachedContext,
+        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
+    ) -> Attachment:
+        prepared = entry.prepared
+        if prepared is None:
+            prepared = entry.prepared = self._attacher.prepare(entry.context)
+        attachment = self._attacher.attach(request, prepared)
+        if not attachment.authorization_only or request.url.scheme != "https":
+            install_guard(request, self._origins, attachment, guard)
+        return attachment
 
     def _flow(
         self,
         request: httpx.Request,
         guard: type[RedirectGuard] | type[AsyncRedirectGuard],
         bound: Customer | None,
+        sent: _Sent | None,
+        response: httpx.Response | None,
     ) -> Generator[httpx.Request | _Op, Any, None]:
-        url = request.url
-        scheme = url.scheme
-        if (scheme, url.host, url.port) not in self._targets:
-            yield request  # not a platform origin: it gets nothing
-            return
+        """Everything past the cached path, sans I/O: fetch, classify, refresh, log in, retry.
+
+        ``sent`` and ``response`` carry on from a request the fast path already sent.
+        """
         refreshed = logged_in = False
-        entry: CachedContext | None = None
         switches = 0
+        customer, generation, entry, attachment = sent or _Sent(None, 0, None, None)
+        fixed = bound is not None
         while True:
-            customer, generation = (bound, -1) if bound is not None else self._state
-            attachment: Attachment | None = None
-            if customer is not None:
-                if entry is None:
-                    # The cached path, inline: a dict read and a clock read, no lock.
-                    entry = self._cache.get(customer.cache_key)
-                    now = time.monotonic()
-                    if entry is None or now >= entry.expires_at:
-                        try:
-                            entry = yield _Fetch(customer, entry, entry is not None)
-                        except LoginRequiredError:
-                            if logged_in or bound is not None:
-                                raise
-                            logged_in = True
-                            yield _Login("session_gone", customer, generation)
-                            continue
-                        if bound is None and self._state[0] is not customer:
-                            # The customer was switched while its context was fetched.
-                            switches += 1
-                            if switches > _MAX_SWITCHES:
-                                raise AsappAuthError(
-                                    "the customer kept changing while a request was made"
-                                )
-                            entry = None
-                            continue
-                    elif now >= entry.refresh_at and not entry.ahead_started:
-                        self._start_refresh_ahead(customer, entry)
-                assert entry is not None
-                prepared = entry.prepared
-                if prepared is None:
-                    prepared = entry.prepared = self._attacher.prepare(entry.context)
-                attachment = self._attacher.attach(request, prepared)
-                if not attachment.authorization_only or scheme != "https":
-                    install_guard(request, self._origins, attachment, guard)
-            response = yield request
+            if response is None:
+                entry_of = customer
+                customer, generation = (bound, -1) if bound is not None else self._state
+                attachment = None
+                if entry_of is not customer:
+                    entry = None  # that entry was another customer's
+                if customer is not None:
+                    if entry is None:
+                        entry = self._cache.get(customer.cache_key)
+                        if entry is None or time.monotonic() >= entry.expires_at:
+                            try:
+                                entry = yield _Fetch(customer, entry, entry is not None, fixed)
+                            except LoginRequiredError:
+                                if logged_in or fixed:
+                                    raise
+                                logged_in = True
+                                entry = None
+                                yield _Login("session_gone", customer, generation)
+                                continue
+                            if bound is None and self._state[0] is not customer:
+                                # The customer was switched while its context was fetched.
+                                switches += 1
+                                if switches > _MAX_SWITCHES:
+                                    raise AsappAuthError(
+                                        "the customer kept changing while a request was made"
+                                    )
+                                entry = None
+                                continue
+                    assert entry is not None
+                    attachment = self._attach(request, entry, guard)
+                response = yield request
             if self._default_rules:
                 if response.status_code != 401:
                     return
@@ -723,26 +791,35 @@ class AuthPipeline(httpx.Auth):
                 verdict = self._classify(response, attachment is not None) or default_classifier(
                     response, attachment is not None
                 )
+            status = response.status_code
+            response = None
             if verdict is Verdict.OK:
                 return
             if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
                 if attachment is not None:
                     self._attacher.detach(request, attachment)
                 if refreshed:
+                    origin = format_origin(origin_of(request.url))
                     raise TokenRejectedError(
-                        f"{format_origin(origin_of(request.url))} rejected the context of customer "
-                        f"{customer.id!r} again (HTTP {response.status_code}) right after it was "
-                        "refreshed; check what the provider returns and what the platform expects",
-                        origin=format_origin(origin_of(request.url)),
-                        status_code=response.status_code,
+                        f"{origin} rejected the context of customer {customer.id!r} again "
+                        f"(HTTP {status}) right after it was refreshed; check what the provider "
+                        "returns and what the platform expects",
+                        origin=origin,
+                        status_code=status,
                         customer_id=customer.id,
                     )
                 refreshed = True
+                if not fixed and self._state[0] is not customer:
+                    # Switched away meanwhile: the new customer's context goes on the retry, and
+                    # nobody asks the old customer's provider again.
+                    entry = None
+                    _check_replayable(request, customer)
+                    continue
                 log.info("the context of customer %r was rejected; refreshing", customer.id)
                 try:
-                    entry = yield _Rejected(customer, entry)
+                    entry = yield _Rejected(customer, entry, fixed)
                 except LoginRequiredError:
-                    if logged_in or bound is not None:
+                    if logged_in or fixed:
                         raise
                     logged_in = True
                     entry = None
@@ -756,15 +833,15 @@ class AuthPipeline(httpx.Auth):
                     raise LoginRequiredError(
                         f"{format_origin(origin_of(request.url))} requires a login"
                         + (" for this customer" if bound is not None else " even after one")
-                        + f" (HTTP {response.status_code})",
+                        + f" (HTTP {status})",
                         customer_id=None if customer is None else customer.id,
                     )
                 logged_in = True
                 reason: Literal["anonymous", "session_gone"] = (
                     "anonymous" if customer is None else "session_gone"
                 )
-                yield _Login(reason, customer, generation)
                 entry = None
+                yield _Login(reason, customer, generation)
                 _check_replayable(request, customer)
                 continue
             return
@@ -790,14 +867,12 @@ class CustomerAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        pipeline = self.pipeline
-        return _drive_sync(pipeline, pipeline._flow(request, RedirectGuard, self.customer))
+        return _run_sync(self.pipeline, request, self.customer)
 
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        pipeline = self.pipeline
-        return _drive_async(pipeline, pipeline._flow(request, AsyncRedirectGuard, self.customer))
+        return _run_async(self.pipeline, request, self.customer)
 
     def get_context(self, needs_refresh: bool = False) -> AuthContext | None:
         return self.pipeline.get_context(needs_refresh, customer=self.customer)
@@ -807,6 +882,48 @@ class CustomerAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"CustomerAuth(customer={self.customer.id!r})"
+
+
+def _run_sync(
+    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
+) -> Generator[httpx.Request, httpx.Response, None]:
+    """The flow for a sync client: the cached path inline, the rest through ``_flow``."""
+    sent = pipeline._fast(request, bound, RedirectGuard)
+    if sent is None:
+        yield request
+        return
+    response = None
+    if sent:
+        response = yield request
+        if pipeline._default_rules and response.status_code != 401:
+            return
+    flow = pipeline._flow(request, RedirectGuard, bound, sent or None, response)
+    yield from _drive_sync(pipeline, flow)
+
+
+async def _run_async(
+    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
+) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    """The flow for an async client: as ``_run_sync``, with providers in worker threads."""
+    sent = pipeline._fast(request, bound, AsyncRedirectGuard)
+    if sent is None:
+        yield request
+        return
+    response = None
+    if sent:
+        response = yield request
+        if pipeline._default_rules and response.status_code != 401:
+            return
+    flow = pipeline._flow(request, AsyncRedirectGuard, bound, sent or None, response)
+    driver = _drive_async(pipeline, flow)
+    try:
+        item = await driver.__anext__()
+        while True:
+            item = await driver.asend((yield item))
+    except StopAsyncIteration:
+        return
+    finally:
+        await driver.aclose()
 
 
 def _drive_sync(
