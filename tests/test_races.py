@@ -164,3 +164,109 @@ def test_a_failed_load_can_be_retried() -> None:
     with pytest.raises(ConfigurationError):
         pipeline.load("alice", 42)  # type: ignore[arg-type]
     assert pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "t"}}) is not None
+
+
+def test_a_get_with_the_context_in_its_json_body_is_not_redirected_elsewhere(
+    platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """httpx keeps the body of a GET on any redirect: a context merged into it never leaves."""
+    from asapp_auth.errors import RedirectBlockedError
+
+    token = platform.issue_token("alice")
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", lambda r: {"Auth": {"Token": token, "Body": {"k": "b-s3cr3t"}}})
+    with httpx.Client(auth=pipeline, follow_redirects=True) as client:
+        for status in (302, 307):
+            with pytest.raises(RedirectBlockedError):
+                client.request(
+                    "GET",
+                    f"{platform.url}/redirect",
+                    params={"to": f"{elsewhere.url}/public", "status": status},
+                    json={"q": 1},
+                )
+    assert elsewhere.received == []
+
+
+def test_cookies_survive_a_same_origin_redirect(platform: FakePlatform) -> None:
+    """httpx rebuilds Cookie from its jar on each hop; the guard puts the context's back."""
+    token = platform.issue_token("alice")
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", lambda r: {"Auth": {"Token": token, "Cookies": {"sid": "ck-s3cr3t"}}})
+    with httpx.Client(auth=pipeline, follow_redirects=True, cookies={"pref": "dark"}) as client:
+        client.get(f"{platform.url}/redirect", params={"to": f"{platform.url}/public"})
+    hop = platform.requests_to("/public")[0].headers
+    assert "sid=ck-s3cr3t" in hop["Cookie"]
+    assert "pref=dark" in hop["Cookie"]
+
+
+def test_internationalised_origins_receive_their_context() -> None:
+    """An IDN origin matches requests and hops by its ASCII form."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("X-Key"))
+        return httpx.Response(200)
+
+    pipeline = AuthPipeline(origins=["https://bücher.example"])
+    pipeline.load("alice", lambda r: {"Auth": {"Headers": {"X-Key": "k-s3cr3t"}}})
+    with httpx.Client(auth=pipeline, transport=httpx.MockTransport(handler)) as client:
+        client.get("https://bücher.example/v1")
+        client.get("https://xn--bcher-kva.example/v1")
+    assert seen == ["k-s3cr3t", "k-s3cr3t"]
+
+
+def test_header_values_with_edge_white_space_are_refused_without_quoting_them() -> None:
+    """A token or header value with white space at an end is refused, value unquoted."""
+    from asapp_auth.errors import InvalidContextError
+
+    for data in ({"Auth": {"Token": "t-s3cr3t "}}, {"Auth": {"Headers": {"X-K": " v-s3cr3t"}}}):
+        with pytest.raises(InvalidContextError) as caught:
+            AuthContext(data)
+        assert "s3cr3t" not in str(caught.value)
+
+
+def test_repr_shows_public_keys_only_where_the_schema_puts_them() -> None:
+    """A secret under a key named like a public one, deeper down, is still redacted."""
+    context = AuthContext(
+        {
+            "Auth": {"Headers": {"Segments": "h-s3cr3t"}, "Scopes": ["read"]},
+            "CustomerInfo": {"Scopes": "pii-s3cr3t"},
+        }
+    )
+    text = repr(context)
+    assert "s3cr3t" not in text
+    assert "['read']" in text
+
+
+def test_attachment_reprs_hold_no_values() -> None:
+    """The internal records of what was attached show no header, cookie or body value."""
+    from asapp_auth import MapContext
+
+    context = AuthContext({"Auth": {"Token": "t-s3cr3t", "Cookies": {"c": "c-s3cr3t"}}})
+    attacher = MapContext()
+    prepared = attacher.prepare(context)
+    attachment = attacher.attach(httpx.Request("GET", "https://a.example"), prepared)
+    assert "s3cr3t" not in repr(prepared)
+    assert "s3cr3t" not in repr(attachment)
+
+
+def test_contexts_that_are_not_json_are_refused_when_returned() -> None:
+    """An unknown key whose value is not JSON is refused when the provider returns it."""
+    import datetime
+
+    from asapp_auth.errors import InvalidContextError
+
+    with pytest.raises(InvalidContextError, match="Extra"):
+        AuthContext({"Auth": {"Token": "t"}, "Extra": datetime.date.today()})
+
+
+def test_a_context_returned_again_is_served_only_for_what_is_left_of_it() -> None:
+    """A provider returning a context it made earlier gets only its remaining lifetime."""
+    made = AuthContext({"Auth": {"Token": "t"}}, expires_in=100)
+    time.sleep(0.5)
+    pipeline = AuthPipeline(origins=["https://a.example"], expiry_margin=0)
+    pipeline.load("alice", lambda r: made)
+    pipeline.get_context()
+    entry = pipeline._cache.get(pipeline.customer.cache_key)  # type: ignore[union-attr]
+    assert entry is not None
+    assert entry.expires_at - time.monotonic() < 99.6

@@ -39,18 +39,23 @@ log = logging.getLogger("asapp_auth")
 
 @dataclass(slots=True, eq=False)
 class Attachment:
-    """What an attacher put on one request: enough to take it off, and to guard redirects."""
+    """What an attacher put on one request: enough to take it off, and to guard redirects.
 
-    headers: tuple[tuple[str, str], ...] = ()
-    cookies: tuple[str, ...] = ()
-    cookie_before: str | None = None
-    body_before: bytes | None = None
+    Its values are secrets: none of them is in its repr.
+    """
+
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    cookies: tuple[str, ...] = field(default=(), repr=False)
+    cookie_before: str | None = field(default=None, repr=False)
+    body_before: bytes | None = field(default=None, repr=False)
     # True when part of the context went into the body.
     in_body: bool = False
     # For attachers that change the request in unknown ways: its state before.
     snapshot: tuple[list[tuple[str, str]], Any] | None = field(default=None, repr=False)
     # True when only an Authorization header was set: httpx drops it on cross-origin redirects.
     authorization_only: bool = False
+    # The redirect guard's encoded form of the above, and guards kept for reuse (origins.py).
+    guard_data: Any = field(default=None, repr=False)
 
 
 class Attacher(Protocol):
@@ -78,9 +83,9 @@ def _replace_body(request: httpx.Request, body: bytes) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Mapped:
-    headers: tuple[tuple[str, str], ...]
-    cookies: tuple[str, ...]
-    body: dict[str, Any] | None
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    cookies: tuple[str, ...] = field(repr=False)
+    body: dict[str, Any] | None = field(repr=False)
     # Headers-only contexts need nothing per request to be undone: one shared record serves.
     shared: Attachment | None
 

@@ -21,7 +21,8 @@ _REDACTED = "<redacted>"
 
 # RFC 9110 token characters, for header and cookie names.
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters anywhere, or white space at either end (h11 refuses it, quoting the value).
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
 _BAD_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f\";,\\]")
 
 _STR_KEYS = ("ExternalSessionId", "ExternalSessionType", "CompanySubdivision")
@@ -63,6 +64,16 @@ class AuthContext(Mapping[str, Any]):
         """When the context expires (UTC), or ``None`` when unknown."""
         return self._expires_at
 
+    def remaining(self) -> float | None:
+        """Seconds left before it expires, by the wall clock now; ``None`` when unknown.
+
+        Unlike ``expires_in``, this counts down: a context made earlier and returned again by
+        a provider's own cache has less left than its original lifetime.
+        """
+        if self._expires_at is None:
+            return None
+        return self._expires_at.timestamp() - time.time()
+
     @property
     def token(self) -> str | None:
         """``Auth.Token``, the value most platforms authenticate with, or ``None``."""
@@ -73,7 +84,7 @@ class AuthContext(Mapping[str, Any]):
         self, *, expires_in: float | None = None, expires_at: datetime | float | None = None
     ) -> AuthContext:
         """A copy of this context with another expiry."""
-        return AuthContext(self._data, expires_in=expires_in, expires_at=expires_at)
+        return AuthContext(self.to_dict(), expires_in=expires_in, expires_at=expires_at)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep, mutable copy of the context dictionary (lists are lists again)."""
@@ -92,17 +103,29 @@ class AuthContext(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         expiry = "" if self._expires_in is None else f", expires_in={self._expires_in:.0f}"
-        return f"AuthContext({_redact(self._data, shown=False)!r}{expiry})"
+        return f"AuthContext({_redact_context(self._data)!r}{expiry})"
 
     __str__ = __repr__
 
 
 def _redact(value: Any, *, shown: bool) -> Any:
     if isinstance(value, Mapping):
-        return {k: _redact(v, shown=shown or k in _SHOWN_KEYS) for k, v in value.items()}
+        return {k: _redact(v, shown=shown) for k, v in value.items()}
     if isinstance(value, tuple):
         return [_redact(v, shown=shown) for v in value]
     return value if shown else _REDACTED
+
+
+def _redact_context(data: Mapping[str, Any]) -> dict[str, Any]:
+    # Only the schema's own public places are shown: those top-level keys and Auth.Scopes. A
+    # key named like them deeper down (Auth.Headers.Segments) is redacted like any other.
+    shown: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "Auth" and isinstance(value, Mapping):
+            shown[key] = {k: _redact(v, shown=k == "Scopes") for k, v in value.items()}
+        else:
+            shown[key] = _redact(value, shown=key in _SHOWN_KEYS)
+    return shown
 
 
 def _thaw(value: Any) -> Any:
@@ -204,6 +227,11 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
             raise _fail(source, key, f"is a {_type_name(data[key])}, not a str")
     if "Segments" in data:
         _check_str_list(data["Segments"], source, "Segments")
+    for key, value in data.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise _fail(source, key, "is not serialisable as JSON") from None
     frozen = _freeze(data)
     assert isinstance(frozen, Mapping)
     return frozen

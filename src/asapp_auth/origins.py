@@ -32,12 +32,16 @@ log = logging.getLogger("asapp_auth")
 
 
 def origin_of(url: httpx.URL) -> Origin:
-    """The (scheme, host, port) origin of ``url``, with the scheme's default port filled in."""
+    """The (scheme, host, port) origin of ``url``, with the scheme's default port filled in.
+
+    The host is the ASCII form (IDNA, lowercase), as it goes on the wire.
+    """
     scheme = url.scheme
-    return (scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme, 0))
+    return (scheme, url.raw_host.decode("ascii").lower(), url.port or _DEFAULT_PORTS.get(scheme, 0))
 
 
 def format_origin(origin: Origin) -> str:
+    """``scheme://host[:port]``, the port shown only when it is not the scheme's default."""
     scheme, host, port = origin
     shown = f"[{host}]" if ":" in host else host
     return (
@@ -94,8 +98,7 @@ class _Guard:
         inner: Callable[[str, dict[str, Any]], Any] | None,
     ) -> None:
         self._allowed = allowed
-        self._headers = {(n.lower().encode(), v.encode()) for n, v in attachment.headers}
-        self._cookies = {c.encode() for c in attachment.cookies}
+        self._headers, self._cookies = _encoded(attachment)
         self._in_body = attachment.in_body
         self._inner = inner
 
@@ -103,17 +106,23 @@ class _Guard:
         if not event.endswith(_HEADERS_EVENT) or "request" not in info:
             return
         request = info["request"]
+        if bytes(request.method) == b"CONNECT":
+            return  # a tunnel through a proxy; the request inside it is checked on its own
+        headers = request.headers
         origin = _hop_origin(request)
         if origin in self._allowed:
+            if self._cookies:
+                # httpx rebuilds Cookie from its jar on every hop: put ours back.
+                _restore_cookies(headers, self._cookies)
             return
-        if self._in_body and bytes(request.method) not in (b"GET", b"HEAD"):
+        if self._in_body and _has_body(headers):
             raise RedirectBlockedError(
                 f"a redirect to {format_origin(origin)}, an origin not configured for this "
                 "pipeline, would carry the context merged into the request body; the request "
                 "was stopped. Add the origin to origins= if it is trusted, or disable redirects"
             )
         kept = []
-        for name, value in request.headers:
+        for name, value in headers:
             lowered = bytes(name).lower()
             if (lowered, bytes(value)) in self._headers:
                 continue
@@ -123,9 +132,39 @@ class _Guard:
                     kept.append((name, b"; ".join(pairs)))
                 continue
             kept.append((name, value))
-        if len(kept) != len(request.headers) or kept != list(request.headers):
-            request.headers[:] = kept
+        if kept != list(headers):
+            headers[:] = kept
             log.info("context removed from a redirect to %s", format_origin(origin))
+
+
+def _encoded(attachment: Attachment) -> tuple[frozenset[tuple[bytes, bytes]], frozenset[bytes]]:
+    """The attachment's headers and cookies as bytes, computed once per attachment."""
+    if attachment.guard_data is None:
+        headers = frozenset((n.lower().encode(), v.encode()) for n, v in attachment.headers)
+        attachment.guard_data = (headers, frozenset(c.encode() for c in attachment.cookies), {})
+    return attachment.guard_data[0], attachment.guard_data[1]
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    # httpx drops both headers when a redirect turns the request into a body-less GET.
+    for name, value in headers:
+        lowered = bytes(name).lower()
+        if lowered == b"transfer-encoding" or (
+            lowered == b"content-length" and bytes(value).strip() != b"0"
+        ):
+            return True
+    return False
+
+
+def _restore_cookies(headers: list[tuple[bytes, bytes]], ours: frozenset[bytes]) -> None:
+    for index, (name, value) in enumerate(headers):
+        if bytes(name).lower() == b"cookie":
+            present = set(bytes(value).split(b"; "))
+            missing = [c for c in sorted(ours) if c not in present]
+            if missing:
+                headers[index] = (name, b"; ".join([bytes(value), *missing]))
+            return
+    headers.append((b"Cookie", b"; ".join(sorted(ours))))
 
 
 class RedirectGuard(_Guard):
@@ -162,5 +201,14 @@ def install_guard(
     inner = request.extensions.get("trace")
     if isinstance(inner, _Guard):
         inner = inner._inner
+    if inner is None:
+        # Nothing to chain to: one guard per attachment serves every request that shares it.
+        _encoded(attachment)
+        kept = attachment.guard_data[2]
+        instance = kept.get(guard)
+        if instance is None:
+            instance = kept[guard] = guard(allowed, attachment, None)
+    else:
+        instance = guard(allowed, attachment, inner)
     # A new dict: the caller's own extensions mapping may be shared between requests.
-    request.extensions = {**request.extensions, "trace": guard(allowed, attachment, inner)}
+    request.extensions = {**request.extensions, "trace": instance}

@@ -166,9 +166,12 @@ class AuthPipeline(httpx.Auth):
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
         self._origins: frozenset[Origin] = parse_origins(origins)
-        # (scheme, host, port) as httpx.URL gives them: the port is None when it is the default.
-        self._targets = self._origins | {
-            (scheme, host, None)
+        # (scheme, raw host, port) as httpx.URL gives them: the port is None for the default.
+        self._targets: set[tuple[str, bytes, int | None]] = {
+            (scheme, host.encode("ascii"), port) for scheme, host, port in self._origins
+        }
+        self._targets |= {
+            (scheme, host.encode("ascii"), None)
             for scheme, host, port in self._origins
             if port == _DEFAULT_PORTS[scheme]
         }
@@ -389,10 +392,19 @@ class AuthPipeline(httpx.Auth):
 
     def _make_entry(self, context: AuthContext, plugin: str, asked_at: float) -> CachedContext:
         lifetime = context.expires_in
-        if lifetime is None:
+        remaining = context.remaining()
+        if lifetime is None or remaining is None:
             return CachedContext(context, plugin, asked_at, math.inf, math.inf)
-        # Expiry is counted on the monotonic clock from when the provider was asked.
-        expires = asked_at + lifetime - min(self._expiry_margin, lifetime * 0.1)
+        if remaining <= 0:
+            raise InvalidContextError(
+                f"plugin {plugin!r} returned a context that had already expired; return a fresh "
+                "context when asked (needs_refresh=True means the last one was refused)",
+                plugin=plugin,
+            )
+        # Counted on the monotonic clock from when the provider was asked, and never past what
+        # is left of a context the provider made earlier and returned again.
+        end = min(asked_at + lifetime, time.monotonic() + remaining)
+        expires = end - min(self._expiry_margin, lifetime * 0.1)
         refresh = expires - min(self._refresh_ahead, lifetime * self._ahead_fraction)
         return CachedContext(context, plugin, asked_at, refresh, expires)
 
@@ -704,7 +716,7 @@ class AuthPipeline(httpx.Auth):
         """
         url = request.url
         scheme = url.scheme
-        if (scheme, url.host, url.port) not in self._targets:
+        if (scheme, url.raw_host, url.port) not in self._targets:
             return None
         customer, generation = (bound, -1) if bound is not None else self._state
         if customer is None:
