@@ -48,11 +48,13 @@ def token_endpoint(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=body)
 
 
-def pipeline_for(origin: str) -> AuthPipeline:
+def pipeline_for(origin: str, headers: dict[str, str] | None = None) -> AuthPipeline:
     pipeline = AuthPipeline(origins=[origin])
-    pipeline.load(
-        "alice", lambda needs_refresh: AuthContext({"Auth": {"Token": TOKEN}}, expires_in=3600)
-    )
+    auth: dict[str, Any] = {"Token": TOKEN}
+    if headers:
+        auth["Headers"] = headers
+    context = AuthContext({"Auth": auth}, expires_in=3600)
+    pipeline.load("alice", lambda needs_refresh: context)
     return pipeline
 
 
@@ -163,6 +165,9 @@ def bench_flow_only(rounds: int, per_round: int) -> dict[str, float]:
         "raw httpx, static header": None,
         "one-header httpx.Auth": OneHeader(),
         "asapp-auth": pipeline_for(origin),
+        "asapp-auth, token + one more header (redirect guard on)": pipeline_for(
+            origin, {"X-Session": "s"}
+        ),
     }
     response = httpx.Response(200, content=b"{}")
 

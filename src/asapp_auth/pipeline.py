@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import httpx
 import pluggy
@@ -105,13 +105,9 @@ class _ReadBody:
 _Op = _Fetch | _Rejected | _Login | _ReadBody
 
 
-class _Sent(NamedTuple):
-    """What the cached path put on a request, for the slow path to carry on from."""
-
-    customer: Customer | None
-    generation: int
-    entry: CachedContext | None
-    attachment: Attachment | None
+# What the cached path put on a request, for the slow path to carry on from:
+# (customer, generation, entry, attachment). A plain tuple: one is made per request.
+_Sent = tuple[Customer | None, int, CachedContext | None, Attachment | None]
 
 
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
@@ -720,7 +716,7 @@ class AuthPipeline(httpx.Auth):
             return None
         customer, generation = (bound, -1) if bound is not None else self._state
         if customer is None:
-            return _Sent(None, generation, None, None)
+            return (None, generation, None, None)
         entry = self._cache.get(customer.cache_key)
         if entry is None:
             return False
@@ -729,19 +725,20 @@ class AuthPipeline(httpx.Auth):
             return False
         if now >= entry.refresh_at and not entry.ahead_started:
             self._start_refresh_ahead(customer, entry)
-        return _Sent(customer, generation, entry, self._attach(request, entry, guard))
+        return (customer, generation, entry, self._attach(request, entry, guard, scheme))
 
     def _attach(
         self,
         request: httpx.Request,
         entry: CachedContext,
         guard: type[RedirectGuard] | type[AsyncRedirectGuard],
+        scheme: str,
     ) -> Attachment:
         prepared = entry.prepared
         if prepared is None:
             prepared = entry.prepared = self._attacher.prepare(entry.context)
         attachment = self._attacher.attach(request, prepared)
-        if not attachment.authorization_only or request.url.scheme != "https":
+        if not attachment.authorization_only or scheme != "https":
             install_guard(request, self._origins, attachment, guard)
         return attachment
 
@@ -759,7 +756,7 @@ class AuthPipeline(httpx.Auth):
         """
         refreshed = logged_in = False
         switches = 0
-        customer, generation, entry, attachment = sent or _Sent(None, 0, None, None)
+        customer, generation, entry, attachment = sent or (None, 0, None, None)
         fixed = bound is not None
         while True:
             if response is None:
@@ -791,7 +788,7 @@ class AuthPipeline(httpx.Auth):
                                 entry = None
                                 continue
                     assert entry is not None
-                    attachment = self._attach(request, entry, guard)
+                    attachment = self._attach(request, entry, guard, request.url.scheme)
                 response = yield request
             if self._default_rules:
                 if response.status_code != 401:
