@@ -349,3 +349,24 @@ def test_through_the_pipeline(make: Any, auth: AuthServer) -> None:
     token = next(iter(auth.by_access))
     assert seen == [f"Bearer {token}"] * 2
     assert auth.token_calls == 1
+
+
+def test_pipeline_clear_revokes_through_on_customer_cleared(make: Any, auth: AuthServer) -> None:
+    """pipeline.clear() reaches the plugin's on_customer_cleared hook, which revokes (RFC 7009)."""
+    from asapp_auth.pipeline import AuthPipeline
+
+    client_for(auth, "client_secret_basic")
+    plugin = make(
+        **settings_for(auth, "client_secret_basic", grant="refresh_token"),
+        revocation_endpoint=auth.base_url + "/revoke",
+        revoke_on_clear=True,
+    )
+    pipeline = AuthPipeline(origins=["https://platform.example"])
+    pipeline.register(plugin, name="oauth2")
+    plugin.set_refresh_token("alice", auth.login("app", "alice"))
+    pipeline.load(customer_id="alice")
+    access = token_of(pipeline.get_context())
+    refresh = plugin._refresh_tokens["alice"]
+    pipeline.clear()
+    assert set(auth.revoked) == {access, refresh}
+    assert pipeline.get_context() is None
