@@ -214,3 +214,14 @@ def test_hook_tracing_names_hooks_and_plugins_but_no_values(
         )
     messages = [r.getMessage() for r in caplog.records if r.name == "asapp_auth.hooks"]
     assert any("on_token_expired" in m for m in messages)
+
+
+def test_check_settings_refuses_non_mappings_and_unknown_keys() -> None:
+    """check_settings names the plugin, the unknown keys and the known ones."""
+    from asapp_auth.plugins import check_settings
+
+    assert check_settings({"a": 1}, {"a", "b"}, "demo") == {"a": 1}
+    with pytest.raises(ConfigurationError, match=r"demo: unknown settings \['c'\]"):
+        check_settings({"c": 1}, {"a", "b"}, "demo")
+    with pytest.raises(ConfigurationError, match="must be a mapping"):
+        check_settings(["a"], {"a"}, "demo")

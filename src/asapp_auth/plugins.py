@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -25,11 +25,12 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import AsappAuthError, PluginError
+from .errors import AsappAuthError, ConfigurationError, PluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
+    "check_settings",
     "configure_plugin",
     "discover",
     "get_plugin_manager",
@@ -139,6 +140,23 @@ def configure_plugin(info: PluginInfo, settings: Mapping[str, Any] | None = None
             "check them against the plugin's documentation",
             plugin=info.name,
         ) from exc
+
+
+def check_settings(settings: object, known: Collection[str], plugin: str) -> Mapping[str, Any]:
+    """The settings mapping of ``plugin``, refused when it is no mapping or names unknown keys.
+
+    For plugins' ``from_settings``: the same check for settings from code and from a file.
+    """
+    if not isinstance(settings, Mapping):
+        raise ConfigurationError(
+            f"{plugin}: settings must be a mapping, not {type(settings).__name__}"
+        )
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"{plugin}: unknown settings {unknown}; the settings are {sorted(known)}"
+        )
+    return settings
 
 
 def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import AsappAuthError, ConfigurationError, ProviderError
+from asapp_auth.plugins import check_settings
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
 from ._keys import PLUGIN, PRIVATE_KEY_TYPES
@@ -327,13 +328,7 @@ def signers_from_settings(
 
 def from_settings(settings: Mapping[str, Any]) -> JWTProvider:
     """The plugin object for a pipeline's ``jwt`` settings (see the README for each one)."""
-    if not isinstance(settings, Mapping):
-        raise ConfigurationError(f"{PLUGIN}: settings must be a mapping")
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        raise ConfigurationError(
-            f"{PLUGIN}: unknown settings {unknown}; the settings are {sorted(SETTINGS)}"
-        )
+    settings = check_settings(settings, SETTINGS, PLUGIN)
     if "keys" not in settings:
         raise _fail("keys", "is required: a PEM file path, a JWK or JWKS, or a list of them")
     signers = signers_from_settings(

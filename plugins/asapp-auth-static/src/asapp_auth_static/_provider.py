@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ConfigurationError, InvalidContextError, ProviderError
+from asapp_auth.plugins import check_settings
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
 __all__ = [
@@ -274,11 +275,5 @@ class StaticTokenProvider:
 
 def from_settings(settings: Mapping[str, Any]) -> StaticTokenProvider:
     """The plugin object for a pipeline's ``static`` settings (see the README for each one)."""
-    if not isinstance(settings, Mapping):
-        raise ConfigurationError(f"{PLUGIN}: settings must be a mapping")
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        raise ConfigurationError(
-            f"{PLUGIN}: unknown settings {unknown}; the settings are {sorted(SETTINGS)}"
-        )
+    settings = check_settings(settings, SETTINGS, PLUGIN)
     return StaticTokenProvider(**{k: v for k, v in settings.items() if v is not None})
