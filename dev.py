@@ -2,7 +2,7 @@
 """The project's two commands, for a fresh clone with nothing but Python 3.11+.
 
     python3 dev.py demo     # the authentication model, step by step, against a local platform
-    python3 dev.py test     # the whole test suite, lint and type checks (what CI runs)
+    python3 dev.py test     # the whole test suite, lint, type checks and docs build (CI)
 
 It makes ``.venv-dev`` holding nox (with uv), then hands over to the sessions in noxfile.py.
 Anything after the command goes to nox, e.g. ``python3 dev.py nox -s bench``.
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 TOOLS = ROOT / ".venv-dev"
 BIN = TOOLS / ("Scripts" if os.name == "nt" else "bin")
-COMMANDS = {"demo": ["-s", "demo"], "test": ["-s", "tests", "lint", "typecheck"], "nox": []}
+COMMANDS = {"demo": ["-s", "demo"], "test": ["-s", "tests", "lint", "typecheck", "docs"], "nox": []}
 
 
 def ensure_tools() -> Path:

@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s tests lint typecheck`` is the CI gate; ``demo`` and ``bench`` run the rest.
+"""Sessions: ``nox -s tests lint typecheck docs`` is the CI gate; ``demo`` and ``bench`` run
+the rest.
 
 Every session builds its own virtualenv from the repository's files, so what passes here
 passes on a fresh machine.
@@ -12,11 +13,17 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "plugins").glob("asapp-auth-*"))
 PYTHON = "3.11"
+DOCS_TOOLS = [
+    "mkdocs==1.6.1",
+    "mkdocs-material==9.8.1",
+    "mkdocstrings[python]==1.0.8",
+    "mkdocstrings-python==2.0.11",
+]
 LINTED = ["src", "tests", "plugins", "bench", "noxfile.py", "dev.py"]
 
 
@@ -51,6 +58,13 @@ def typecheck(session: nox.Session) -> None:
     session.install("mypy==2.4.1", "types-cachetools", "nox")
     session.run("mypy", "--strict", "src", *(f"{p}/src" for p in PLUGINS))
     session.run("mypy", "--strict", "noxfile.py", "dev.py")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site, built with every warning an error (``site/``)."""
+    session.install("-e", ".", *(arg for p in PLUGINS for arg in ("-e", p)), *DOCS_TOOLS)
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(python=PYTHON)

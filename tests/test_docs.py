@@ -1,0 +1,159 @@
+"""Keep the docs honest: hook signatures match hookspecs.py, and every Python example runs."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asapp_auth import hookspecs
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+HOOKS_PAGE = DOCS / "hooks.md"
+NO_TEST = "<!-- no-test -->"
+
+# A fenced block: its opening fence (``` or more), info string, body and matching closing fence.
+_FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^\n`]*)\n"
+    r"(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+
+# Runs one page's blocks in order, in one namespace; reports the failing block by its line.
+_RUNNER = """
+import json, sys, traceback
+blocks = json.load(sys.stdin)
+namespace = {"__name__": "__docs__"}
+for line, source in blocks:
+    try:
+        exec(compile(source, f"{sys.argv[1]}:{line}", "exec"), namespace)
+    except BaseException:
+        traceback.print_exc()
+        print(f"FAILED: the block at {sys.argv[1]}:{line}", file=sys.stderr)
+        sys.exit(1)
+"""
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in vars(hookspecs) if name.startswith(("provide_", "on_")))
+
+
+def _expected_signature(name: str) -> str:
+    """``def name(a: A, b: B) -> R:`` from the hookspec, annotations as written in the source."""
+    signature = inspect.signature(getattr(hookspecs, name))
+    params = []
+    for param in signature.parameters.values():
+        annotation = param.annotation
+        text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+        params.append(f"{param.name}: {text}")
+    returns = signature.return_annotation
+    ret = returns if isinstance(returns, str) else inspect.formatannotation(returns)
+    return f"def {name}({', '.join(params)}) -> {ret}:"
+
+
+def _normalise(code: str) -> str:
+    """One line per ``def``: white space collapsed, none after ``(`` or before ``)``."""
+    code = re.sub(r"\s+", " ", code)
+    code = re.sub(r"\(\s+", "(", code)
+    return re.sub(r",?\s+\)", ")", code)
+
+
+def _documented_defs(page: Path) -> dict[str, list[str]]:
+    """The ``def`` signatures in the page's code blocks, by function name."""
+    found: dict[str, list[str]] = {}
+    for match in _FENCE.finditer(page.read_text(encoding="utf-8")):
+        body = _normalise(match["body"])
+        for sig in re.finditer(r"\bdef (\w+)\([^)]*\)(?: -> [^:]+?)?:", body):
+            found.setdefault(sig[1], []).append(sig[0])
+    return found
+
+
+@pytest.mark.parametrize("hook", _hook_names())
+def test_hook_signature_appears_in_hooks_page(hook: str) -> None:
+    """The hooks page shows each hook with exactly the hookspec's parameters, types and return."""
+    documented = _documented_defs(HOOKS_PAGE)
+    assert hook in documented, f"docs/hooks.md does not document the {hook} hook"
+    assert _expected_signature(hook) in documented[hook], (
+        f"docs/hooks.md shows {documented[hook]}, not {_expected_signature(hook)!r}"
+    )
+
+
+def test_hooks_page_documents_no_hook_that_does_not_exist() -> None:
+    """The hooks page's hook sections are exactly the hookspecs: none missing, none made up."""
+    text = HOOKS_PAGE.read_text(encoding="utf-8")
+    headings = set(re.findall(r"^## (\w+)$", text, re.MULTILINE))
+    hook_like = {h for h in headings if h.startswith(("provide_", "on_"))}
+    assert hook_like == set(_hook_names())
+
+
+def _python_blocks(page: Path) -> list[tuple[int, str]]:
+    """The page's ```python blocks as (line, source), bar those just after ``<!-- no-test -->``."""
+    text = page.read_text(encoding="utf-8")
+    blocks = []
+    for match in _FENCE.finditer(text):
+        if match["info"].strip().split(" ")[0] != "python":
+            continue
+        before = text[: match.start()].rstrip().rsplit("\n", 1)[-1].strip()
+        if before == NO_TEST:
+            continue
+        indent = len(match["indent"])
+        body = "\n".join(line[indent:] for line in match["body"].splitlines())
+        blocks.append((text.count("\n", 0, match.start()) + 2, body))
+    return blocks
+
+
+PAGES = sorted(DOCS.rglob("*.md"))
+
+
+def test_docs_pages_are_found() -> None:
+    """The docs tree holds the pages these tests check, so an empty glob cannot pass silently."""
+    names = {p.relative_to(DOCS).as_posix() for p in PAGES}
+    assert {"index.md", "concepts.md", "hooks.md", "writing-plugins.md", "testing.md"} <= names
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_python_examples_run(page: Path, tmp_path: Path) -> None:
+    """Every ```python block of a page runs without error, in order, in one fresh interpreter."""
+    blocks = _python_blocks(page)
+    if not blocks:
+        return
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPP_AUTH_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(page.relative_to(ROOT))],
+        input=json.dumps(blocks),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_skipped_examples_are_few() -> None:
+    """At most two Python examples in the whole docs are marked ``<!-- no-test -->``."""
+    skipped = sum(p.read_text(encoding="utf-8").count(NO_TEST) for p in PAGES)
+    assert skipped <= 2
+
+
+def test_reference_page_lists_the_public_surface() -> None:
+    """The API reference lists every name in ``asapp_auth.__all__`` but the version and modules."""
+    import asapp_auth
+
+    text = (DOCS / "reference.md").read_text(encoding="utf-8")
+    section = text.split("::: asapp_auth\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\s+- (\w+)$", section, re.MULTILINE))
+    public = {
+        name
+        for name in asapp_auth.__all__
+        if name != "__version__" and not inspect.ismodule(getattr(asapp_auth, name))
+    }
+    assert listed == public
