@@ -15,8 +15,10 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
+from .config import check_config, find_config
 from .demo import run as run_demo
 from .errors import AsappAuthError
+from .pipeline import AuthPipeline
 from .plugins import discover, hooks_of
 
 
@@ -58,6 +60,42 @@ def _jwks(args: argparse.Namespace) -> int:
     return int(command.main(["jwks", *args.rest]))
 
 
+def _check(args: argparse.Namespace) -> int:
+    problems = check_config(args.config)
+    source = args.config or find_config()
+    if not problems:
+        print(f"ok: {source}")
+        return 0
+    print(f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def _context(args: argparse.Namespace) -> int:
+    pipeline = AuthPipeline.from_config(args.config)
+    pipeline.load(args.customer)
+    context = pipeline.get_context(needs_refresh=args.refresh)
+    entry = pipeline.cached()
+    assert context is not None
+    assert entry is not None
+    row = {
+        "customer": args.customer,
+        "plugin": entry.plugin,
+        "expires_in": context.expires_in,
+        "expires_at": None if context.expires_at is None else context.expires_at.isoformat(),
+        "context": context.redacted(),
+    }
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        print(f"customer:   {row['customer']}")
+        print(f"answered by {row['plugin']}")
+        print(f"expires:    {row['expires_at'] or 'unknown'}")
+        print(f"context:    {json.dumps(row['context'])}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, concurrency=args.concurrency)
 
@@ -77,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jwks.add_argument("rest", nargs=argparse.REMAINDER)
     jwks.set_defaults(run=_jwks)
+    check = sub.add_parser("check", help="validate a configuration file and report each problem")
+    check.add_argument("--config", help="asapp-auth.toml or pyproject.toml (default: found)")
+    check.set_defaults(run=_check)
+    context = sub.add_parser(
+        "context", help="the context a configuration attaches for a customer, redacted"
+    )
+    context.add_argument("--config", help="asapp-auth.toml or pyproject.toml (default: found)")
+    context.add_argument("--customer", required=True, help="the customer id")
+    context.add_argument("--refresh", action="store_true", help="ask with needs_refresh=True")
+    context.add_argument("--json", action="store_true", help="machine-readable output")
+    context.set_defaults(run=_context)
     plugins = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(run=_plugins)

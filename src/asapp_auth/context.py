@@ -86,6 +86,10 @@ class AuthContext(Mapping[str, Any]):
         """A copy of this context with another expiry."""
         return AuthContext(self.to_dict(), expires_in=expires_in, expires_at=expires_at)
 
+    def redacted(self) -> dict[str, Any]:
+        """The context with every value that could be a secret replaced, for display."""
+        return _redact_context(self._data)
+
     def to_dict(self) -> dict[str, Any]:
         """A deep, mutable copy of the context dictionary (lists are lists again)."""
         thawed = _thaw(self._data)
@@ -103,7 +107,7 @@ class AuthContext(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         expiry = "" if self._expires_in is None else f", expires_in={self._expires_in:.0f}"
-        return f"AuthContext({_redact_context(self._data)!r}{expiry})"
+        return f"AuthContext({self.redacted()!r}{expiry})"
 
     __str__ = __repr__
 

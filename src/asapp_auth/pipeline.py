@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -26,6 +27,7 @@ from ._flight import Flight
 from .attach import Attacher, Attachment, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache
 from .classify import Classifier, Verdict, default_classifier
+from .config import load_config
 from .context import AuthContext
 from .customer import ContextProvider, Customer
 from .errors import (
@@ -201,6 +203,23 @@ class AuthPipeline(httpx.Auth):
         self._pm = plugin_manager or get_plugin_manager()
         register_plugin(self._pm, _CustomerProvider(), CUSTOMER_PROVIDER)
         self._configure_plugins(plugins)
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None) -> AuthPipeline:
+        """A pipeline from ``asapp-auth.toml`` (or ``[tool.asapp-auth]``), found when not given.
+
+        See ``asapp_auth.config`` for the format. Problems name the file and the key path.
+        """
+        config = load_config(path)
+        try:
+            return cls(**config.pipeline_kwargs())
+        except AsappAuthError as exc:
+            raise ConfigurationError(f"{config.source}: {exc}") from exc
+
+    def cached(self, customer: Customer | None = None) -> CachedContext | None:
+        """The cache entry of the current (or given) customer, with the plugin that answered."""
+        customer = customer or self._state[0]
+        return None if customer is None else self._cache.get(customer.cache_key)
 
     # -- configuration --------------------------------------------------------------------------
 
