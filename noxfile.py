@@ -80,5 +80,5 @@ def bench(session: nox.Session) -> None:
     install_all(session)
     session.install("httpx-auth", "authlib", "PyJWT[crypto]")
     quick = ["--quick"] if "--quick" in session.posargs else []
-    session.run("python", "bench/bench_cached_path.py", *quick)
-    session.run("python", "bench/bench_jwt.py", *quick)
+    for script in ("bench_cached_path", "bench_stampede", "bench_customers", "bench_jwt"):
+        session.run("python", f"bench/{script}.py", *quick)

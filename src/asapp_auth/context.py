@@ -41,7 +41,7 @@ class AuthContext(Mapping[str, Any]):
     ``datetime`` or a POSIX timestamp). ``source`` names who built it, for error messages.
     """
 
-    __slots__ = ("_data", "_expires_at", "_expires_in")
+    __slots__ = ("_data", "_expires_in", "_expires_ts")
 
     def __init__(
         self,
@@ -52,7 +52,8 @@ class AuthContext(Mapping[str, Any]):
         source: str = "the context provider",
     ) -> None:
         self._data: Mapping[str, Any] = _validate(data, source)
-        self._expires_in, self._expires_at = _expiry(expires_in, expires_at, source)
+        # The expiry is kept once, as a POSIX timestamp: a pipeline may hold 100,000 of these.
+        self._expires_in, self._expires_ts = _expiry(expires_in, expires_at, source)
 
     @property
     def expires_in(self) -> float | None:
@@ -62,7 +63,9 @@ class AuthContext(Mapping[str, Any]):
     @property
     def expires_at(self) -> datetime | None:
         """When the context expires (UTC), or ``None`` when unknown."""
-        return self._expires_at
+        if self._expires_ts is None:
+            return None
+        return datetime.fromtimestamp(self._expires_ts, tz=UTC)
 
     def remaining(self) -> float | None:
         """Seconds left before it expires, by the wall clock now; ``None`` when unknown.
@@ -70,9 +73,9 @@ class AuthContext(Mapping[str, Any]):
         Unlike ``expires_in``, this counts down: a context made earlier and returned again by
         a provider's own cache has less left than its original lifetime.
         """
-        if self._expires_at is None:
+        if self._expires_ts is None:
             return None
-        return self._expires_at.timestamp() - time.time()
+        return self._expires_ts - time.time()
 
     @property
     def token(self) -> str | None:
@@ -243,7 +246,7 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
 
 def _expiry(
     expires_in: float | None, expires_at: datetime | float | None, source: str
-) -> tuple[float | None, datetime | None]:
+) -> tuple[float | None, float | None]:
     if expires_in is not None and expires_at is not None:
         raise InvalidContextError(f"{source} gave both expires_in and expires_at; give one")
     now = time.time()
@@ -274,4 +277,4 @@ def _expiry(
             f"{source} gave a context that is already expired or has no valid lifetime "
             f"(expires in {expires_in!r} s); return a fresh context with a positive lifetime"
         )
-    return float(expires_in), datetime.fromtimestamp(now + expires_in, tz=UTC)
+    return float(expires_in), now + expires_in

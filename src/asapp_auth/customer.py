@@ -38,7 +38,9 @@ class Customer:
     cache_key: tuple[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cache_key", (self.id, id(self.provider)))
+        # 0 for "no provider of its own": id(None) would be a new int object per customer.
+        provider = 0 if self.provider is None else id(self.provider)
+        object.__setattr__(self, "cache_key", (self.id, provider))
 
     @classmethod
     def create(cls, customer_id: object, provider: object = None) -> Customer:

@@ -1,0 +1,529 @@
+"""Refresh stampede: many callers find the same token expired at once; how many refresh it?
+
+200 threads, and separately 1,000 asyncio tasks (spread over 25 ``AsyncClient``s, as httpcore's
+async pool is quadratic in queued requests), are released together (a ``threading.Barrier``, an
+``asyncio.Event``) onto a client whose token has expired. Each sends one GET to an API that checks
+the bearer token; the token endpoint takes 50 ms. Compared: asapp-auth (an ``AuthPipeline`` whose
+context provider calls the token endpoint with httpx), httpx-auth's ``OAuth2ClientCredentials`` and
+authlib's ``OAuth2Client`` / ``AsyncOAuth2Client`` (client credentials, refreshed by
+``ensure_active_token``).
+
+Both endpoints are real HTTP servers on 127.0.0.1: the API is ``FakePlatform``'s ``/v1/account``
+(401 for an unknown or expired token); the token endpoint is a thread-per-connection server that
+issues platform tokens, so that callers that do not share one refresh all get served in parallel
+rather than queueing behind ``FakePlatform``'s small worker pool. Before each run every client gets
+a 0.3-second token (and, with threads, opens its connections: httpcore's async pool checks every
+idle connection on every pass, so warm pools make the asyncio runs slower, not steadier); the run
+starts once that token has expired for the client and the platform. A floor row sends the same
+burst with a valid static token: what the API round trips cost with no refresh to do.
+Reported per library, as the median over rounds: token-endpoint calls, wall time from release to
+the last answer, that time over one token round trip, and the API's answers.
+
+    python bench/bench_stampede.py [--quick]
+
+Writes bench/results/stampede.json and prints a Markdown table. Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import ssl
+import statistics
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx_auth
+
+with warnings.catch_warnings():
+    import authlib.deprecate  # noqa: F401  (it sets "always" for its warnings: filter after)
+
+    # authlib warns on import that its httpx support moves to "httpx2".
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
+
+from asapp_auth import AuthContext, AuthPipeline
+from asapp_auth.testing import FakePlatform
+
+TOKEN_DELAY = 0.05
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+ASYNC_CLIENTS = 25
+# httpcore tries ``import sniffio`` for every request's locks under asyncio; this environment
+# has no sniffio (anyio 4 no longer needs it), and a failed import scans sys.path each time,
+# costing every library alike ~0.3 ms a request. Fail it at once; httpcore then assumes asyncio.
+sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+# Every client is plain HTTP: one SSL context for all, as each new one loads the CA bundle.
+SSL = ssl.create_default_context()
+TIMEOUT = httpx.Timeout(60.0)
+# A token this short-lived is expired for every library (httpx-auth and authlib count 30 and 60
+# seconds off a token's lifetime) once it has expired for asapp-auth and the platform.
+PRIMED_LIFETIME = 0.3
+FLOOR = "floor: raw httpx, valid static token"
+
+
+class TokenEndpoint:
+    """An OAuth 2 client-credentials token endpoint taking ``delay`` seconds per call.
+
+    A thread per connection, so concurrent calls are answered in parallel. Tokens are issued by
+    ``platform``, valid there for ``lifetime`` seconds.
+    """
+
+    def __init__(self, platform: FakePlatform, delay: float) -> None:
+        self.platform = platform
+        self.delay = delay
+        self.lifetime: float = 3600
+        self.calls = 0
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # or delayed ACKs add 40 ms to every call
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(endpoint.delay)
+                with endpoint._lock:
+                    endpoint.calls += 1
+                    lifetime = endpoint.lifetime
+                token = endpoint.platform.issue_token("service", lifetime)
+                body = json.dumps(
+                    {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 2048  # the default of 5 drops a burst of connects
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def reset(self, lifetime: float) -> None:
+        with self._lock:
+            self.calls = 0
+            self.lifetime = lifetime
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Watch:
+    """Records token requests sent by a synchronous httpx client from the event loop's thread."""
+
+    loop_thread: int | None = None
+    blocking: int = 0
+
+    def hook(self, request: httpx.Request) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.blocking += 1
+
+
+def limits(n: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+
+
+def token_client(watch: Watch | None = None) -> httpx.Client:
+    hooks = {"request": [watch.hook]} if watch else {}
+    return httpx.Client(timeout=TIMEOUT, verify=SSL, limits=limits(8), event_hooks=hooks)
+
+
+def asapp_pipeline(endpoint: TokenEndpoint, origin: str, client: httpx.Client) -> AuthPipeline:
+    def provide(needs_refresh: bool) -> AuthContext:
+        response = client.post(
+            endpoint.url,
+            data={"grant_type": "client_credentials"},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
+        response.raise_for_status()
+        body = response.json()
+        return AuthContext({"Auth": {"Token": body["access_token"]}}, expires_in=body["expires_in"])
+
+    pipeline = AuthPipeline(origins=[origin])
+    pipeline.load("service", provide)
+    return pipeline
+
+
+# -- threads --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncCase:
+    """One library's sync setup: ``warm`` opens a connection without auth, ``work`` is one call."""
+
+    warm: Callable[[], object]
+    prime: Callable[[], object]
+    work: Callable[[], int]
+    close: Callable[[], object]
+
+
+def sync_case(name: str, endpoint: TokenEndpoint, platform: FakePlatform, n: int) -> SyncCase:
+    api = f"{platform.url}/v1/account"
+    public = f"{platform.url}/public"
+    tokens = token_client()
+    if name == FLOOR:
+        valid = {"Authorization": f"Bearer {platform.issue_token('service', 3600)}"}
+        client = httpx.Client(headers=valid, timeout=TIMEOUT, verify=SSL, limits=limits(n))
+    elif name == "asapp-auth":
+        pipeline = asapp_pipeline(endpoint, platform.url, tokens)
+        client = httpx.Client(auth=pipeline, timeout=TIMEOUT, verify=SSL, limits=limits(n))
+    elif name == "httpx-auth":
+        httpx_auth.OAuth2.token_cache.clear()  # one cache for the process
+        auth = httpx_auth.OAuth2ClientCredentials(
+            endpoint.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, client=tokens
+        )
+        client = httpx.Client(auth=auth, timeout=TIMEOUT, verify=SSL, limits=limits(n))
+    else:
+        tokens.close()
+        authlib = OAuth2Client(
+            CLIENT_ID,
+            CLIENT_SECRET,
+            token_endpoint=endpoint.url,
+            grant_type="client_credentials",
+            timeout=TIMEOUT,
+            verify=SSL,
+            limits=limits(n),
+        )
+        return SyncCase(
+            warm=lambda: authlib.request("GET", public, withhold_token=True),
+            prime=authlib.fetch_token,
+            work=lambda: authlib.get(api).status_code,
+            close=authlib.close,
+        )
+
+    def close() -> None:
+        client.close()
+        tokens.close()
+
+    return SyncCase(
+        warm=lambda: client.get(public, auth=None),
+        prime=lambda: name == FLOOR or client.get(api),
+        work=lambda: client.get(api).status_code,
+        close=close,
+    )
+
+
+def together(n: int, work: Callable[[], object]) -> tuple[float, list[object]]:
+    """Run ``work`` in ``n`` threads released at once; the time from release to the last end."""
+    started: list[float] = []
+    barrier = threading.Barrier(n, action=lambda: started.append(time.perf_counter()))
+    results: list[object] = [None] * n
+    ends = [0.0] * n
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work()
+        except Exception as exc:
+            results[i] = type(exc).__name__
+        ends[i] = time.perf_counter()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return max(ends) - started[0], results
+
+
+def run_sync(name: str, endpoint: TokenEndpoint, platform: FakePlatform, n: int) -> dict[str, Any]:
+    case = sync_case(name, endpoint, platform, n)
+    try:
+        _, opened = together(n, case.warm)
+        if any(getattr(response, "status_code", None) != 200 for response in opened):
+            raise RuntimeError(f"{name}: opening connections failed: {Counter(map(str, opened))}")
+        endpoint.reset(lifetime=PRIMED_LIFETIME)
+        case.prime()
+        time.sleep(PRIMED_LIFETIME + 0.1)  # expired for the client and for the platform
+        endpoint.reset(lifetime=3600)
+        wall, results = together(n, case.work)
+        return {"calls": endpoint.calls, "wall": wall, "answers": Counter(map(str, results))}
+    finally:
+        case.close()
+
+
+# -- asyncio tasks --------------------------------------------------------------------------------
+
+
+@dataclass
+class AsyncCase:
+    clients: list[Any]
+    prime: Callable[[], Awaitable[object]]
+    work: Callable[[Any], Awaitable[int]]
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+
+def async_case(
+    name: str, endpoint: TokenEndpoint, platform: FakePlatform, n: int, watch: Watch
+) -> AsyncCase:
+    api = f"{platform.url}/v1/account"
+    per_client = -(-n // ASYNC_CLIENTS)
+    if name.startswith("authlib"):
+        count, size = (1, n) if "one shared" in name else (ASYNC_CLIENTS, per_client)
+        authlib = [
+            AsyncOAuth2Client(
+                CLIENT_ID,
+                CLIENT_SECRET,
+                token_endpoint=endpoint.url,
+                grant_type="client_credentials",
+                timeout=TIMEOUT,
+                verify=SSL,
+                limits=limits(size),
+            )
+            for _ in range(count)
+        ]
+
+        async def prime_authlib() -> None:
+            await asyncio.gather(*(client.fetch_token() for client in authlib))
+
+        async def work_authlib(client: Any) -> int:
+            return (await client.get(api)).status_code
+
+        return AsyncCase(authlib, prime_authlib, work_authlib)
+
+    tokens = token_client(watch)
+    auth: httpx.Auth | None = None
+    headers = {}
+    if name == FLOOR:
+        headers["Authorization"] = f"Bearer {platform.issue_token('service', 3600)}"
+    elif name == "asapp-auth":
+        auth = asapp_pipeline(endpoint, platform.url, tokens)
+    else:
+        httpx_auth.OAuth2.token_cache.clear()
+        auth = httpx_auth.OAuth2ClientCredentials(
+            endpoint.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, client=tokens
+        )
+    clients = [
+        httpx.AsyncClient(
+            auth=auth, headers=headers, timeout=TIMEOUT, verify=SSL, limits=limits(per_client)
+        )
+        for _ in range(ASYNC_CLIENTS)
+    ]
+
+    async def work(client: httpx.AsyncClient) -> int:
+        return (await client.get(api)).status_code
+
+    async def prime() -> None:
+        if auth is not None:
+            await clients[0].get(api)
+
+    return AsyncCase(clients, prime, work, [tokens.close])
+
+
+async def released(
+    n: int, clients: list[Any], work: Callable[[Any], Awaitable[object]]
+) -> tuple[float, list[object]]:
+    """Run ``work`` in ``n`` tasks released by one event, clients shared round-robin."""
+    go = asyncio.Event()
+    ends = [0.0] * n
+    results: list[object] = [None] * n
+
+    async def one(i: int) -> None:
+        await go.wait()
+        try:
+            results[i] = await work(clients[i % len(clients)])
+        except Exception as exc:
+            results[i] = type(exc).__name__
+        ends[i] = time.perf_counter()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    await asyncio.sleep(0.01)  # every task is waiting on the event
+    started = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return max(ends) - started, results
+
+
+def run_async(name: str, endpoint: TokenEndpoint, platform: FakePlatform, n: int) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        watch = Watch(loop_thread=threading.get_ident())
+        case = async_case(name, endpoint, platform, n, watch)
+        try:
+            endpoint.reset(lifetime=PRIMED_LIFETIME)
+            await case.prime()
+            await asyncio.sleep(PRIMED_LIFETIME + 0.1)
+            endpoint.reset(lifetime=3600)
+            watch.blocking = 0
+            wall, results = await released(n, case.clients, case.work)
+            return {
+                "calls": endpoint.calls,
+                "wall": wall,
+                "answers": Counter(map(str, results)),
+                "blocking_token_calls_on_loop": watch.blocking,
+            }
+        finally:
+            for client in case.clients:
+                await client.aclose()
+            for close in case.closers:
+                close()
+
+    return asyncio.run(main())
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def token_round_trip(endpoint: TokenEndpoint, times: int) -> float:
+    with token_client() as client:
+        samples = []
+        for _ in range(times + 1):
+            started = time.perf_counter()
+            client.post(endpoint.url, data={"grant_type": "client_credentials"})
+            samples.append(time.perf_counter() - started)
+    return statistics.median(samples[1:])  # the first opens the connection
+
+
+def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    calls = [s["calls"] for s in samples]
+    answers: Counter[str] = Counter()
+    for sample in samples:
+        answers.update(sample["answers"])
+    summary: dict[str, Any] = {
+        "calls": statistics.median(calls),
+        "calls_min": min(calls),
+        "calls_max": max(calls),
+        "wall": statistics.median(s["wall"] for s in samples),
+        "answers": {k: v / len(samples) for k, v in sorted(answers.items())},
+        "samples": [{**s, "answers": dict(s["answers"])} for s in samples],
+    }
+    blocking = [s.get("blocking_token_calls_on_loop") for s in samples]
+    if None not in blocking:
+        summary["blocking_token_calls_on_loop"] = max(b for b in blocking if b is not None)
+    return summary
+
+
+def fmt_calls(summary: dict[str, Any]) -> str:
+    low, high = summary["calls_min"], summary["calls_max"]
+    return f"{low:,}" if low == high else f"{summary['calls']:g} (min {low:,}, max {high:,})"
+
+
+def fmt_answers(answers: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} x {k}" for k, v in answers.items())
+
+
+def table(
+    title: str,
+    results: dict[str, dict[str, Any]],
+    trip: float,
+    notes: dict[str, str],
+    loop_column: bool = False,
+) -> str:
+    head = "| library | token-endpoint calls | wall ms | wall / token round trip | API answers |"
+    rule = "| --- | ---: | ---: | ---: | --- |"
+    if loop_column:
+        head += " blocking token calls on the loop |"
+        rule += " ---: |"
+    lines = [f"### {title}", "", head + " notes |", rule + " --- |"]
+    for name, summary in results.items():
+        row = (
+            f"| {name} | {fmt_calls(summary)} | {summary['wall'] * 1e3:,.0f} "
+            f"| {summary['wall'] / trip:.1f} | {fmt_answers(summary['answers'])} |"
+        )
+        if loop_column:
+            row += f" {summary['blocking_token_calls_on_loop']} |"
+        lines.append(f"{row} {notes.get(name, '')} |")
+    return "\n".join(lines)
+
+
+SYNC_NOTES = {
+    FLOOR: "the same burst with no refresh to do: what the API round trips cost alone",
+    "asapp-auth": "single-flight: one caller runs the provider, the others wait for its answer",
+    "httpx-auth": "a lock serialises refreshes, but each waiter fetches again once it has it",
+    "authlib": "no lock in the sync client: every thread fetches its own token",
+}
+ASYNC_NOTES = {
+    FLOOR: "the same burst with no refresh to do",
+    "asapp-auth": "provider runs in a worker thread; one flight shared by the 25 clients",
+    "httpx-auth": "sync auth_flow only: the token request is a blocking call on the event loop",
+    "authlib, 25 AsyncOAuth2Clients": "lock and token are per client: one refresh per client",
+    "authlib, one shared AsyncOAuth2Client": "one client for every task (pool of 1,000+)",
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer callers and rounds")
+    args = parser.parse_args(argv)
+    threads, tasks, rounds = (30, 200, 1) if args.quick else (200, 1000, 3)
+    sync_names = [FLOOR, "asapp-auth", "httpx-auth", "authlib"]
+    async_names = [
+        FLOOR,
+        "asapp-auth",
+        "httpx-auth",
+        "authlib, 25 AsyncOAuth2Clients",
+        "authlib, one shared AsyncOAuth2Client",
+    ]
+    sync_samples: dict[str, list[dict[str, Any]]] = {name: [] for name in sync_names}
+    async_samples: dict[str, list[dict[str, Any]]] = {name: [] for name in async_names}
+    with FakePlatform() as platform:
+        endpoint = TokenEndpoint(platform, TOKEN_DELAY)
+        try:
+            trip = token_round_trip(endpoint, 10)
+            for _ in range(rounds):
+                for name in random.sample(sync_names, len(sync_names)):
+                    sync_samples[name].append(run_sync(name, endpoint, platform, threads))
+                for name in random.sample(async_names, len(async_names)):
+                    async_samples[name].append(run_async(name, endpoint, platform, tasks))
+        finally:
+            endpoint.close()
+    sync_results = {name: summarise(samples) for name, samples in sync_samples.items()}
+    async_results = {name: summarise(samples) for name, samples in async_samples.items()}
+    report = "\n\n".join(
+        [
+            f"One token round trip (50 ms endpoint, through httpx): {trip * 1e3:.1f} ms. "
+            f"Medians over {rounds} round(s).",
+            table(f"{threads} threads, one shared httpx.Client", sync_results, trip, SYNC_NOTES),
+            table(
+                f"{tasks:,} asyncio tasks over {ASYNC_CLIENTS} AsyncClients",
+                async_results,
+                trip,
+                ASYNC_NOTES,
+                loop_column=True,
+            ),
+        ]
+    )
+    print(report)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "stampede.json").write_text(
+        json.dumps(
+            {
+                "threads": threads,
+                "tasks": tasks,
+                "async_clients": ASYNC_CLIENTS,
+                "rounds": rounds,
+                "token_delay": TOKEN_DELAY,
+                "token_round_trip": trip,
+                "threads_results": sync_results,
+                "tasks_results": async_results,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
