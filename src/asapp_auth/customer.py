@@ -34,13 +34,13 @@ class Customer:
     id: str
     provider: ContextProvider | None = field(default=None, repr=False)
     _takes_id: bool = field(default=False, repr=False, compare=False)
-    # What the pipeline caches this customer's context under: never a secret.
-    cache_key: tuple[str, int] = field(init=False, repr=False, compare=False)
+    # What the pipeline caches this customer's context under: never a secret. The id alone for
+    # customers served by plugins (a server may cache 100,000 of them), else id and provider.
+    cache_key: str | tuple[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # 0 for "no provider of its own": id(None) would be a new int object per customer.
-        provider = 0 if self.provider is None else id(self.provider)
-        object.__setattr__(self, "cache_key", (self.id, provider))
+        key = self.id if self.provider is None else (self.id, id(self.provider))
+        object.__setattr__(self, "cache_key", key)
 
     @classmethod
     def create(cls, customer_id: object, provider: object = None) -> Customer:
