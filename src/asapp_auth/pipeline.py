@@ -915,7 +915,8 @@ class CustomerAuth(httpx.Auth):
 def _run_sync(
     pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
 ) -> Generator[httpx.Request, httpx.Response, None]:
-    """The flow for a sync client: the cached path inline, the rest through ``_flow``."""
+    """The flow for a sync client: the cached path inline; past it, ``_flow``'s requests are
+    sent and its operations run in this thread."""
     sent = pipeline._fast(request, bound, RedirectGuard)
     if sent is None:
         yield request
@@ -926,38 +927,6 @@ def _run_sync(
         if pipeline._default_rules and response.status_code != 401:
             return
     flow = pipeline._flow(request, RedirectGuard, bound, sent or None, response)
-    yield from _drive_sync(pipeline, flow)
-
-
-async def _run_async(
-    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
-) -> AsyncGenerator[httpx.Request, httpx.Response]:
-    """The flow for an async client: as ``_run_sync``, with providers in worker threads."""
-    sent = pipeline._fast(request, bound, AsyncRedirectGuard)
-    if sent is None:
-        yield request
-        return
-    response = None
-    if sent:
-        response = yield request
-        if pipeline._default_rules and response.status_code != 401:
-            return
-    flow = pipeline._flow(request, AsyncRedirectGuard, bound, sent or None, response)
-    driver = _drive_async(pipeline, flow)
-    try:
-        item = await driver.__anext__()
-        while True:
-            item = await driver.asend((yield item))
-    except StopAsyncIteration:
-        return
-    finally:
-        await driver.aclose()
-
-
-def _drive_sync(
-    pipeline: AuthPipeline, flow: Generator[httpx.Request | _Op, Any, None]
-) -> Generator[httpx.Request, httpx.Response, None]:
-    """Run a flow for a sync client: send its requests, run its operations in this thread."""
     try:
         item = next(flow)
         while True:
@@ -976,10 +945,21 @@ def _drive_sync(
         flow.close()
 
 
-async def _drive_async(
-    pipeline: AuthPipeline, flow: Generator[httpx.Request | _Op, Any, None]
+async def _run_async(
+    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
 ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-    """Run a flow for an async client: providers and handlers run in worker threads."""
+    """As ``_run_sync``, for an async client: operations are awaited, providers and login
+    handlers run in worker threads."""
+    sent = pipeline._fast(request, bound, AsyncRedirectGuard)
+    if sent is None:
+        yield request
+        return
+    response = None
+    if sent:
+        response = yield request
+        if pipeline._default_rules and response.status_code != 401:
+            return
+    flow = pipeline._flow(request, AsyncRedirectGuard, bound, sent or None, response)
     try:
         item = next(flow)
         while True:
