@@ -1,10 +1,11 @@
 """``AuthPipeline``: the customer, the contexts that authenticate it, and the httpx flow.
 
-A request goes through three layers. The flow (``_flow``) is written once, sans I/O: it yields the
-requests to send and the slow operations it needs (fetch, refresh, login), which the sync and async
-drivers run in their own way. The fast path, a fresh context in the cache, runs inline in the flow
-and takes only the cache's short lock. The slow operations are single-flight: the first caller
-for a customer claims a ``Flight`` and runs the provider (in its own thread when synchronous, in a
+A request first takes the cached path (``_fast``): a fresh context read from the cache without a
+lock, attached, the request sent; a response other than 401 ends it there. Anything else goes
+through the flow (``_flow``), written once, sans I/O: it yields the requests to send and the slow
+operations it needs (fetch, refresh after a rejection, login), which the sync and async runners
+carry out in their own way. The slow operations are single-flight: the first caller for a
+customer claims a ``Flight`` and runs the provider (in its own thread when synchronous, in a
 worker thread under asyncio); every other caller waits for that flight's outcome.
 """
 
@@ -75,7 +76,7 @@ class _CustomerProvider:
         return customer.ask(needs_refresh)
 
 
-# The slow operations the flow asks its driver to run.
+# The slow operations the flow asks its runner to carry out.
 @dataclass(slots=True)
 class _Fetch:
     customer: Customer
@@ -723,7 +724,7 @@ class AuthPipeline(httpx.Auth):
         bound: Customer | None,
         guard: type[RedirectGuard] | type[AsyncRedirectGuard],
     ) -> _Sent | Literal[False] | None:
-        """The cached path, shared by both drivers: no lock, no I/O, no provider.
+        """The cached path, shared by both runners: no lock, no I/O, no provider.
 
         Returns ``None`` for a request to another origin (it gets nothing), what was attached
         when the context was fresh in the cache (or the customer is anonymous), and ``False``
