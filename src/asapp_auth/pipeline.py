@@ -999,7 +999,22 @@ def _wrap(exc: BaseException, customer: Customer) -> ProviderError:
     return error
 
 
+# At most this many providers and login handlers run at once off an event loop. A burst of
+# refreshes for many customers, started by one loop at the same instant, otherwise opens as many
+# token calls at once; 100 of them through one plugin's httpx client were seen to fail (a pooled
+# connection used after another thread closed it). The others wait their turn, within their
+# provider_timeout, as they would for asyncio.to_thread's bounded executor.
+_WORKERS = threading.BoundedSemaphore(16)
+
+
 def _spawn(target: Callable[..., None], *args: object) -> None:
     # A daemon thread per slow operation: refreshes are rare, and a provider that hangs must
     # neither block interpreter exit nor the shutdown of an event loop's default executor.
-    threading.Thread(target=target, args=args, daemon=True, name="asapp-auth-provider").start()
+    threading.Thread(
+        target=_bounded, args=(target, *args), daemon=True, name="asapp-auth-provider"
+    ).start()
+
+
+def _bounded(target: Callable[..., None], *args: object) -> None:
+    with _WORKERS:
+        target(*args)

@@ -54,7 +54,11 @@ def server(auth: AuthServer) -> AuthServer:
 
 def test_shared_token_costs_one_call_per_expiry(server: AuthServer, make: Any) -> None:
     """1,000 tasks and 200 threads over 100 expired customers: one call for the shared token."""
-    plugin = make(token_endpoint=server.token_url, client_id="app", client_secret=SECRET)
+    # These tests count token calls; on a loaded 2-core machine a burst of ~300 threads can
+    # take longer than the default 10 s read timeout, which is not what they measure.
+    plugin = make(
+        token_endpoint=server.token_url, client_id="app", client_secret=SECRET, timeout=30
+    )
     pipeline = AuthPipeline(origins=["https://platform.example"])
     pipeline.register(plugin, name="oauth2")
 
@@ -83,6 +87,7 @@ def test_per_customer_grant_costs_one_call_per_customer(server: AuthServer, make
         client_id="app",
         client_secret=SECRET,
         grant="refresh_token",
+        timeout=30,
     )
     for customer in CUSTOMERS:
         plugin.set_refresh_token(customer, server.login("app", customer))
@@ -114,7 +119,11 @@ def test_plugin_alone_from_200_threads(server: AuthServer, make: Any) -> None:
     call for the shared token."""
     from asapp_auth import Customer
 
-    plugin = make(token_endpoint=server.token_url, client_id="app", client_secret=SECRET)
+    # These tests count token calls; on a loaded 2-core machine a burst of ~300 threads can
+    # take longer than the default 10 s read timeout, which is not what they measure.
+    plugin = make(
+        token_endpoint=server.token_url, client_id="app", client_secret=SECRET, timeout=30
+    )
     with ThreadPoolExecutor(200) as pool:
         contexts = list(
             pool.map(

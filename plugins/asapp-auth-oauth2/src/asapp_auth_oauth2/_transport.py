@@ -59,6 +59,9 @@ class HTTPResult:
     data: dict[str, Any]
 
 
+_CONNECTIONS = 20
+
+
 class Transport:
     """POSTs forms and GETs JSON documents for the plugin, retrying transient failures."""
 
@@ -74,6 +77,11 @@ class Transport:
         self._client_factory = client_factory or self._default_client
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        # Callers beyond the pool's connections wait here, not in httpcore's sync pool: with
+        # threads queued inside it, a burst of ~100 refreshes saw connections used after
+        # another thread had closed them (EBADF), failing refresh-token calls that must not be
+        # retried.
+        self._slots = threading.BoundedSemaphore(_CONNECTIONS)
 
     def _default_client(self) -> httpx.Client:
         s = self._settings
@@ -86,7 +94,7 @@ class Transport:
             trust_env=s.trust_env,
             follow_redirects=False,
             headers={"User-Agent": "asapp-auth-oauth2", "Accept": "application/json"},
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=10),
         )
 
     @property
@@ -243,7 +251,10 @@ class Transport:
             if form is None
             else {k: v if isinstance(v, str) else list(v) for k, v in form.items()}
         )
-        with self.client.stream(method, url, data=data, headers=headers) as response:
+        with (
+            self._slots,
+            self.client.stream(method, url, data=data, headers=headers) as response,
+        ):
             length = response.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise _BodyTooLarge
