@@ -94,7 +94,12 @@ class Transport:
             trust_env=s.trust_env,
             follow_redirects=False,
             headers={"User-Agent": "asapp-auth-oauth2", "Accept": "application/json"},
-            limits=httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=10),
+            # Keep-alive as large as the pool: httpcore 1.0.9's sync pool can close a connection
+            # it has just assigned to a waiting request, as surplus keep-alive or to make room
+            # (encode/httpcore#1110); with this and self._slots neither case arises.
+            limits=httpx.Limits(
+                max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS
+            ),
         )
 
     @property
