@@ -17,6 +17,9 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "plugins").glob("asapp-auth-*"))
+# Example plugin distributions for plugin authors (not shipped): installed, tested and checked
+# like the plugins, so the docs that include their source show code that works.
+EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("asapp-auth-*"))
 PYTHON = "3.11"
 DOCS_TOOLS = [
     "mkdocs==1.6.1",
@@ -24,23 +27,24 @@ DOCS_TOOLS = [
     "mkdocstrings[python]==1.0.8",
     "mkdocstrings-python==2.0.11",
 ]
-LINTED = ["src", "tests", "plugins", "bench", "noxfile.py", "dev.py"]
+LINTED = ["src", "tests", "plugins", "examples", "bench", "noxfile.py", "dev.py"]
 
 
 def install_all(session: nox.Session, extra: str = "test") -> None:
-    """The core and every plugin, editable, with their ``extra`` dependencies."""
-    session.install("-e", f".[{extra}]", *(arg for p in PLUGINS for arg in ("-e", f"{p}[{extra}]")))
+    """The core, every plugin and every example, editable, with their ``extra`` dependencies."""
+    dists = (*PLUGINS, *EXAMPLES)
+    session.install("-e", f".[{extra}]", *(arg for p in dists for arg in ("-e", f"{p}[{extra}]")))
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The core's test suite, then each plugin's own suite against this core."""
+    """The core's test suite, then each plugin's and example's own suite against this core."""
     install_all(session)
     # The bench smoke test runs every benchmark, alternatives included.
     session.install("httpx-auth==0.23.1", "authlib", "PyJWT[crypto]")
     session.run("pytest", *session.posargs)
-    for plugin in PLUGINS:
-        session.chdir(ROOT / plugin)
+    for project in (*PLUGINS, *EXAMPLES):
+        session.chdir(ROOT / project)
         session.run("pytest", "-q")
     session.chdir(ROOT)
 
@@ -55,10 +59,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the core, every plugin and this file."""
+    """mypy --strict on the core, every plugin and example, and this file."""
     install_all(session)
     session.install("mypy==2.4.1", "types-cachetools", "nox")
-    session.run("mypy", "--strict", "src", *(f"{p}/src" for p in PLUGINS))
+    session.run("mypy", "--strict", "src", *(f"{p}/src" for p in (*PLUGINS, *EXAMPLES)))
     session.run("mypy", "--strict", "noxfile.py", "dev.py")
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,10 @@ _FENCE = re.compile(
     r"(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
+
+# A pymdownx.snippets include, as mkdocs.yml configures it (base_path "."): the line
+# ``--8<-- "PATH"`` stands for the file at PATH, relative to the repository root.
+_SNIPPET = re.compile(r'^(?P<indent>[ \t]*)-+8<-+[ \t]+"(?P<path>[^"\n]+)"[ \t]*$', re.MULTILINE)
 
 # Runs one page's blocks in order, in one namespace; reports the failing block by its line.
 _RUNNER = """
@@ -93,8 +98,20 @@ def test_hooks_page_documents_no_hook_that_does_not_exist() -> None:
     assert hook_like == set(_hook_names())
 
 
+def _expand_snippets(code: str) -> str:
+    """``code`` with each snippet line replaced by the file it includes, as the docs show it."""
+
+    def include(match: re.Match[str]) -> str:
+        path = ROOT / match["path"]
+        assert path.is_file(), f"a snippet includes {match['path']!r}, which is no file"
+        return textwrap.indent(path.read_text(encoding="utf-8").rstrip("\n"), match["indent"])
+
+    return _SNIPPET.sub(include, code)
+
+
 def _python_blocks(page: Path) -> list[tuple[int, str]]:
-    """The page's ```python blocks as (line, source), bar those just after ``<!-- no-test -->``."""
+    """The page's ```python blocks as (line, source), snippets included, bar those just after
+    ``<!-- no-test -->``."""
     text = page.read_text(encoding="utf-8")
     blocks = []
     for match in _FENCE.finditer(text):
@@ -105,6 +122,7 @@ def _python_blocks(page: Path) -> list[tuple[int, str]]:
             continue
         indent = len(match["indent"])
         body = "\n".join(line[indent:] for line in match["body"].splitlines())
+        body = _expand_snippets(body)
         blocks.append((text.count("\n", 0, match.start()) + 2, body))
     return blocks
 
@@ -136,6 +154,24 @@ def test_python_examples_run(page: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_snippets_include_files_that_exist() -> None:
+    """Every snippet include in the docs names a file of the repository."""
+    included = [m["path"] for p in PAGES for m in _SNIPPET.finditer(p.read_text("utf-8"))]
+    assert included, "no page includes a snippet: the check below would pass silently"
+    missing = [path for path in included if not (ROOT / path).is_file()]
+    assert missing == []
+
+
+def test_example_plugin_source_is_shown_from_its_file() -> None:
+    """The writing-plugins page shows the example plugin's module through a snippet include,
+    so the page cannot drift from the code the example's tests run."""
+    page = (DOCS / "writing-plugins.md").read_text(encoding="utf-8")
+    included = {m["path"] for m in _SNIPPET.finditer(page)}
+    assert "examples/asapp-auth-example/src/asapp_auth_example/plugin.py" in included
+    blocks = [source for _, source in _python_blocks(DOCS / "writing-plugins.md")]
+    assert any("class SessionServiceProvider" in source for source in blocks)
 
 
 def test_skipped_examples_are_few() -> None:

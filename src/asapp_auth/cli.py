@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import check_config, find_config
+from .demo import PROVIDERS, missing_plugin
 from .demo import run as run_demo
 from .errors import AsappAuthError
 from .pipeline import AuthPipeline
@@ -97,7 +98,11 @@ def _context(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return run_demo(sys.stdout, concurrency=args.concurrency)
+    problem = missing_plugin(args.provider)
+    if problem is not None:
+        print(f"asapp-auth: {problem}", file=sys.stderr)
+        return 2
+    return run_demo(sys.stdout, concurrency=args.concurrency, provider=args.provider)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="walk through the authentication model on a local platform")
     demo.add_argument("--concurrency", type=int, default=50, help="requests racing an expiry")
+    demo.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default="app",
+        help="who serves the customers' contexts: the app's own context_provider (app, the "
+        "default) or the installed plugin of that name",
+    )
     demo.set_defaults(run=_demo)
     jwks = sub.add_parser(
         "jwks",

@@ -1,43 +1,369 @@
 """``asapp-auth demo``: the SDKs' authentication model, step by step, with real requests.
 
 A fake chat platform starts on 127.0.0.1; an ``AuthPipeline`` wraps an ``httpx.Client``; each
-step makes requests and checks what the platform received. Secrets are never printed.
+step makes requests and checks what the platform received. ``provider`` chooses who serves the
+customers' contexts: ``app``, the app's own ``context_provider`` (the default), or an installed
+provider plugin (``static``, ``jwt``, ``oauth2``) set up against the same platform, whose tokens
+the platform really checks. Secrets are never printed.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import secrets
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qs, unquote
 
 import httpx
 
 from .customer import Customer
+from .errors import NoProviderError, TokenRejectedError
 from .hookspecs import hookimpl
 from .pipeline import AuthPipeline
-from .testing import FakePlatform, RecordingProvider
+from .plugins import ALLOW_ENV, PluginInfo, discover
+from .testing import Exchange, FakePlatform, RecordingProvider
+
+__all__ = ["PLUGIN_PROVIDERS", "PROVIDERS", "missing_plugin", "run"]
+
+PLUGIN_PROVIDERS = ("static", "jwt", "oauth2")
+PROVIDERS = ("app", *PLUGIN_PROVIDERS)
+"""``app``: the app's own context provider; the others: the installed plugin of that name."""
+
+_LIFETIME = 300  # seconds: every token the demo's servers issue
 
 
-class _App:
-    """The app's side: its login screen, which sets the customer once they have logged in."""
+def missing_plugin(provider: str) -> str | None:
+    """Why ``provider`` cannot serve the demo (one line, saying what to do), or ``None``."""
+    if provider == "app" or any(info.name == provider for info in discover()):
+        return None
+    allowed = os.environ.get(ALLOW_ENV)
+    if allowed is not None and provider not in {n.strip() for n in allowed.split(",")}:
+        return (
+            f"demo --provider {provider}: {ALLOW_ENV}={allowed!r} does not allow the {provider} "
+            "plugin; add it to the list"
+        )
+    return (
+        f"demo --provider {provider} needs the {provider} plugin: pip install asapp-auth-{provider}"
+    )
 
-    def __init__(self, pipeline: AuthPipeline, platform: FakePlatform) -> None:
-        self.pipeline = pipeline
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, readable by its owner only, replacing it in one step."""
+    staging = path.with_name(f".{path.name}.new")
+    handle = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(staging, path)  # a rotation is atomic for readers: old file or new, never half
+
+
+class _Platform(FakePlatform):
+    """The fake platform, also accepting the tokens it did not issue that ``accept`` vouches
+    for (the JWTs the company signs): ``accept(token)`` returns their customer, or ``None``."""
+
+    accept: Callable[[str], str | None] | None = None
+
+    def customer_of(self, token: str | None) -> str | None:
+        customer = super().customer_of(token)
+        if customer is None and token is not None and self.accept is not None:
+            return self.accept(token)
+        return customer
+
+
+class _Backend:
+    """Who serves the customers' contexts, set up against the demo's platform.
+
+    ``login`` is the app's side of a login: it makes whatever the provider needs for the
+    customer, then sets it. ``expire`` makes the platform refuse the tokens it was given.
+    """
+
+    plugin: str | None = None
+    serves: tuple[str, ...] | None = None  # the customers it answers for; None: everyone
+
+    def __init__(self, platform: _Platform, workdir: Path) -> None:
         self.platform = platform
-        self.providers: dict[str, RecordingProvider] = {}
-        self.logins: list[str] = []
+        self.workdir = workdir
 
-    def provider(self, customer_id: str) -> RecordingProvider:
-        return self.providers.setdefault(customer_id, RecordingProvider(self.platform, customer_id))
+    def describe(self, info: PluginInfo | None) -> str:
+        assert info is not None
+        return f"plugin {info.name!r} ({info.distribution} {info.version})"
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def started(self, pipeline: AuthPipeline) -> None:
+        """Called once the pipeline is configured with the plugin."""
+
+    def login(self, pipeline: AuthPipeline, customer_id: str) -> None:
+        pipeline.set_customer(customer_id)
+
+    def expire(self) -> str:
+        """Make the platform refuse the tokens it has; say what happened, as a noun phrase."""
+        self.platform.expire()
+        return "an expired token"
+
+    def close(self, pipeline: AuthPipeline) -> None:
+        """Release what the backend holds."""
+
+
+class _App(_Backend):
+    """The app's own ``context_provider``: here a ``RecordingProvider``, one per customer."""
+
+    def __init__(self, platform: _Platform, workdir: Path) -> None:
+        super().__init__(platform, workdir)
+        self.providers: dict[str, RecordingProvider] = {}
+
+    def describe(self, info: PluginInfo | None) -> str:
+        return "the app's own context_provider (a RecordingProvider)"
+
+    def login(self, pipeline: AuthPipeline, customer_id: str) -> None:
+        provider = self.providers.setdefault(
+            customer_id, RecordingProvider(self.platform, customer_id)
+        )
+        pipeline.set_customer(customer_id, provider)
+
+    def expire(self) -> str:
+        self.providers["alice"].delay = 0.05  # the app's token service takes 50 ms
+        self.platform.expire()
+        return "an expired token"
+
+
+class _Static(_Backend):
+    """``asapp-auth-static``: a token file the platform issued for alice, watched by the plugin.
+
+    A static token cannot renew itself: after an expiry only a new file (a rotation by whatever
+    writes it) makes requests succeed again.
+    """
+
+    plugin = "static"
+    serves = ("alice",)
+
+    def __init__(self, platform: _Platform, workdir: Path) -> None:
+        super().__init__(platform, workdir)
+        self.token_file = workdir / "platform-token"
+        self.rotate()
+
+    def describe(self, info: PluginInfo | None) -> str:
+        return f"{super().describe(info)}: a token file issued for alice, watched"
+
+    def settings(self) -> dict[str, Any]:
+        return {"token_file": str(self.token_file), "customers": list(self.serves or ())}
+
+    def rotate(self) -> None:
+        """Write a new token for alice into the file, as a secret rotator would."""
+        token = self.platform.issue_token("alice", _LIFETIME)
+        _write_secret(self.token_file, f"{token}\n".encode())
+
+
+class _Jwt(_Backend):
+    """``asapp-auth-jwt``: ES256 JWTs signed by a key made for this run; the platform verifies
+    them with the JWKS the plugin publishes. Both read one clock, which ``expire`` moves past the
+    tokens' ``exp``."""
+
+    plugin = "jwt"
+    issuer = "https://company.example"
+    kid = "demo-es256"
+
+    def __init__(self, platform: _Platform, workdir: Path) -> None:
+        # cryptography comes with the jwt plugin: the core does not depend on it.
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: PLC0415
+
+        super().__init__(platform, workdir)
+        self.key_file = workdir / "company-es256.pem"
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_secret(self.key_file, pem)
+        self.skew = 0.0
+        self.published: dict[str, ec.EllipticCurvePublicKey] = {}  # kid -> key, from the JWKS
+
+        def verify(token: str) -> str | None:
+            """The platform's check of a company JWT: an ES256 signature by a published key,
+            issuer, audience and ``nbf <= now < exp``. Returns the ``sub``, or ``None``."""
+            try:
+                head, body, signature = token.split(".")
+                header, claims = json.loads(_b64decode(head)), json.loads(_b64decode(body))
+                raw = _b64decode(signature)
+                if header["alg"] != "ES256" or len(raw) != 64:
+                    return None
+                r, s = int.from_bytes(raw[:32]), int.from_bytes(raw[32:])
+                message = f"{head}.{body}".encode("ascii")
+                self.published[header["kid"]].verify(
+                    utils.encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256())
+                )
+                valid = claims["iss"] == self.issuer and claims["aud"] == self.platform.origin
+                valid = valid and claims["nbf"] <= self.clock() < claims["exp"]
+                subject = claims["sub"]
+            except (ValueError, KeyError, TypeError, InvalidSignature):
+                return None
+            return subject if valid and isinstance(subject, str) else None
+
+        def publish(jwks: Mapping[str, Any]) -> None:
+            for jwk in jwks["keys"]:
+                if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+                    x, y = (int.from_bytes(_b64decode(jwk[n])) for n in ("x", "y"))
+                    numbers = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1())
+                    self.published[jwk["kid"]] = numbers.public_key()
+
+        self.verify = verify
+        self.publish = publish
+
+    def clock(self) -> float:
+        return time.time() + self.skew
+
+    def describe(self, info: PluginInfo | None) -> str:
+        return (
+            f"{super().describe(info)}: ES256 JWTs signed by a key made for this run, verified "
+            "by the platform with the published JWKS"
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "keys": [{"pem": str(self.key_file), "kid": self.kid, "algorithm": "ES256"}],
+            "issuer": self.issuer,
+            "audience": self.platform.origin,
+            "lifetime": _LIFETIME,
+            "clock": self.clock,
+        }
+
+    def started(self, pipeline: AuthPipeline) -> None:
+        plugin = pipeline.plugin_manager.get_plugin("jwt")
+        assert plugin is not None
+        self.publish(plugin.jwks())  # the company publishes its JWKS; the platform fetches it
+        self.platform.accept = self.verify
+
+    def expire(self) -> str:
+        self.skew += _LIFETIME + 1
+        return "a JWT past its exp (the clock moved on)"
+
+
+class _OAuth2(_Backend):
+    """``asapp-auth-oauth2``: RFC 8693 token exchange. The app's login makes a site session for
+    the customer; an authorization server on 127.0.0.1 exchanges it, for the client that
+    authenticates with its secret, for a platform access token."""
+
+    plugin = "oauth2"
+    client_id = "company-app"
+    exchange_grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+    def __init__(self, platform: _Platform, workdir: Path) -> None:
+        super().__init__(platform, workdir)
+        self.secret_file = workdir / "oauth2-client-secret"
+        self._secret = secrets.token_urlsafe(24)
+        _write_secret(self.secret_file, self._secret.encode())
+        self.sessions: dict[str, str] = {}  # customer id -> the app's site session token
+        self.grants = 0
+        self._lock = threading.Lock()
+        self.server = FakePlatform().start()
+        self.server.route("/oauth/token", self._token_endpoint)
+
+    def describe(self, info: PluginInfo | None) -> str:
+        return (
+            f"{super().describe(info)}: token exchange at an authorization server on "
+            f"{self.server.url}"
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "token_endpoint": f"{self.server.url}/oauth/token",
+            "grant": "token_exchange",
+            "client_id": self.client_id,
+            "client_secret": f"file:{self.secret_file}",
+            "subject_token_for": self.sessions.get,
+        }
+
+    def login(self, pipeline: AuthPipeline, customer_id: str) -> None:
+        self.sessions[customer_id] = f"site-{secrets.token_urlsafe(16)}"
+        pipeline.set_customer(customer_id)
+
+    def _token_endpoint(self, exchange: Exchange) -> None:
+        form = {name: values[0] for name, values in parse_qs(exchange.body.decode()).items()}
+        scheme, _, credentials = (exchange.headers.get("Authorization") or "").partition(" ")
+        try:
+            client, _, secret = base64.b64decode(credentials).decode().partition(":")
+        except ValueError:  # binascii.Error and UnicodeDecodeError among them
+            client = secret = ""
+        known = scheme == "Basic" and unquote(client) == self.client_id
+        if not (known and secrets.compare_digest(unquote(secret), self._secret)):
+            exchange.answer(401, {"error": "invalid_client"})
+            return
+        if form.get("grant_type") != self.exchange_grant:
+            exchange.answer(400, {"error": "unsupported_grant_type"})
+            return
+        owners = [c for c, s in list(self.sessions.items()) if s == form.get("subject_token")]
+        if not owners:
+            exchange.answer(400, {"error": "invalid_grant"})
+            return
+        with self._lock:
+            self.grants += 1
+        token = self.platform.issue_token(owners[0], _LIFETIME)
+        exchange.answer(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": _LIFETIME}
+        )
+
+    def close(self, pipeline: AuthPipeline) -> None:
+        plugin = pipeline.plugin_manager.get_plugin("oauth2")
+        if plugin is not None:
+            plugin.close()
+        self.server.stop()
+
+
+_BACKENDS: dict[str, type[_Backend]] = {
+    "app": _App,
+    "static": _Static,
+    "jwt": _Jwt,
+    "oauth2": _OAuth2,
+}
+
+
+class _LoginScreen:
+    """The app's login screen: the customer logs in once asked, then the app sets them."""
+
+    def __init__(self, pipeline: AuthPipeline, backend: _Backend) -> None:
+        self.pipeline = pipeline
+        self.backend = backend
+        self.logins: list[str] = []
 
     @hookimpl
     def on_login_required(self, customer: Customer | None, reason: str) -> bool:
         self.logins.append(reason)
         # The customer logs in on another thread (a UI, a browser redirect); it sets the customer.
-        threading.Timer(0.05, self.pipeline.set_customer, ("alice", self.provider("alice"))).start()
+        threading.Timer(0.05, self.backend.login, (self.pipeline, "alice")).start()
         return True
+
+
+class _ProviderCalls:
+    """Records each time the pipeline asks for a customer's context, then passes (returns
+    ``None``), so that the provider being shown answers."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[bool]] = {}
+        self._lock = threading.Lock()
+
+    @hookimpl(tryfirst=True)
+    def provide_context(self, customer: Customer, needs_refresh: bool) -> None:
+        with self._lock:
+            self.calls.setdefault(customer.id, []).append(needs_refresh)
+
+    def refreshes(self, customer_id: str) -> int:
+        with self._lock:
+            return sum(self.calls.get(customer_id, []))
 
 
 class _Steps:
@@ -65,93 +391,183 @@ def _check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def run(out: TextIO, concurrency: int = 50) -> int:
-    """Run every step; return 0 when all behaved, 1 otherwise."""
-    with FakePlatform() as platform:
-        pipeline = AuthPipeline(origins=[platform.origin])
-        app = _App(pipeline, platform)
-        pipeline.register(app, name="demo-app")
-        pipeline.load()  # start anonymous, as a visitor who has not logged in
-        print(f"asapp-auth demo: chat platform at {platform.url}\n", file=out)
-        steps = _Steps(out)
-        client = httpx.Client(auth=pipeline, limits=httpx.Limits(max_connections=concurrency))
-        url = platform.url
+def run(out: TextIO, concurrency: int = 50, provider: str = "app") -> int:
+    """Run every step with ``provider`` serving the customers; 0 when all behaved, 1 otherwise.
 
-        def anonymous() -> str:
-            response = client.get(f"{url}/public")
-            sent = platform.received[-1].headers
-            _check(response.status_code == 200, f"HTTP {response.status_code}")
-            _check("Authorization" not in sent, "credentials were sent")
-            return "HTTP 200, no credentials sent"
+    A plugin ``provider`` must be installed (see ``missing_plugin``).
+    """
+    backend_type = _BACKENDS[provider]
+    info = None
+    if backend_type.plugin is not None:
+        info = next(i for i in discover() if i.name == backend_type.plugin)
+    platform = _Platform()
+    with tempfile.TemporaryDirectory(prefix="asapp-auth-demo-") as tmp, platform:
+        backend = backend_type(platform, Path(tmp))
+        plugins = {} if backend.plugin is None else {backend.plugin: backend.settings()}
+        pipeline = AuthPipeline(origins=[platform.origin], plugins=plugins)
+        try:
+            backend.started(pipeline)
+            return _walk(
+                out, concurrency, platform=platform, pipeline=pipeline, backend=backend, info=info
+            )
+        finally:
+            backend.close(pipeline)
 
-        def needs_login() -> str:
-            response = client.get(f"{url}/v1/account")
-            _check(app.logins == ["anonymous"], f"login handler calls: {app.logins}")
-            _check(response.json() == {"customer": "alice"}, f"answered {response.json()}")
-            return "401 -> on_login_required -> set_customer('alice') -> HTTP 200 as alice"
 
-        def attached() -> str:
-            context = pipeline.get_context()
-            sent = platform.received[-1].headers.get("Authorization", "")
-            _check(context is not None and sent == f"Bearer {context.token}", "context not sent")
-            return f"Authorization: Bearer <redacted>; {context!r}"
+def _walk(
+    out: TextIO,
+    concurrency: int,
+    *,
+    platform: _Platform,
+    pipeline: AuthPipeline,
+    backend: _Backend,
+    info: PluginInfo | None,
+) -> int:
+    screen = _LoginScreen(pipeline, backend)
+    pipeline.register(screen, name="demo-app")
+    calls = _ProviderCalls()
+    pipeline.register(calls, name="demo-provider-calls")
+    pipeline.load()  # start anonymous, as a visitor who has not logged in
+    print(f"asapp-auth demo: chat platform at {platform.url}", file=out)
+    print(f"contexts from {backend.describe(info)}\n", file=out)
+    steps = _Steps(out)
+    client = httpx.Client(auth=pipeline, limits=httpx.Limits(max_connections=concurrency))
+    url = platform.url
 
-        def cached() -> str:
-            for _ in range(20):
+    def account() -> Any:
+        response = client.get(f"{url}/v1/account")
+        _check(response.status_code == 200, f"HTTP {response.status_code}")
+        return response.json()
+
+    def anonymous() -> str:
+        response = client.get(f"{url}/public")
+        sent = platform.received[-1].headers
+        _check(response.status_code == 200, f"HTTP {response.status_code}")
+        _check("Authorization" not in sent, "credentials were sent")
+        return "HTTP 200, no credentials sent"
+
+    def needs_login() -> str:
+        answer = account()
+        _check(screen.logins == ["anonymous"], f"login handler calls: {screen.logins}")
+        _check(answer == {"customer": "alice"}, f"answered {answer}")
+        return "401 -> on_login_required -> set_customer('alice') -> HTTP 200 as alice"
+
+    def attached() -> str:
+        context = pipeline.get_context()
+        entry = pipeline.cached()
+        sent = platform.received[-1].headers.get("Authorization", "")
+        _check(context is not None and sent == f"Bearer {context.token}", "context not sent")
+        _check(platform.received[-1].customer_id == "alice", "the platform did not accept it")
+        by = "" if backend.plugin is None or entry is None else f" from {entry.plugin}"
+        return f"Authorization: Bearer <redacted>; {context!r}{by}"
+
+    def cached() -> str:
+        for _ in range(20):
+            account()
+        _check(calls.calls["alice"] == [False], f"provider calls: {calls.calls['alice']}")
+        return "20 requests, 1 provider call in all"
+
+    def under_load() -> list[httpx.Response]:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(lambda _: client.get(f"{url}/v1/account"), range(concurrency)))
+
+    def expiry() -> str:
+        grants = backend.grants if isinstance(backend, _OAuth2) else 0
+        what = backend.expire()
+        results = under_load()
+        statuses = {r.status_code for r in results}
+        answers = {r.json().get("customer") for r in results}
+        _check(statuses == {200} and answers == {"alice"}, f"statuses {statuses}")
+        _check(calls.refreshes("alice") == 1, f"{calls.refreshes('alice')} refreshes")
+        if isinstance(backend, _OAuth2):
+            _check(backend.grants == grants + 1, f"{backend.grants - grants} token exchanges")
+        new = {"jwt": "1 new JWT minted", "oauth2": "1 token exchange"}.get(
+            backend.plugin or "", "1 refresh"
+        )
+        return f"{concurrency} concurrent requests on {what}: {new}, all HTTP 200"
+
+    def static_expired() -> str:
+        backend.expire()
+        try:
+            client.get(f"{url}/v1/account")
+        except TokenRejectedError as exc:
+            _check(exc.status_code == 401, f"rejected with {exc.status_code}")
+        else:
+            raise AssertionError("a refused static token was not reported")
+        _check(calls.refreshes("alice") == 1, f"{calls.refreshes('alice')} refreshes")
+        return (
+            "401 -> 1 refresh re-read the file: the same token, refused again -> "
+            "TokenRejectedError (no loop)"
+        )
+
+    def static_rotated() -> str:
+        assert isinstance(backend, _Static)
+        backend.rotate()
+        before = calls.refreshes("alice")
+        results = under_load()
+        statuses = {r.status_code for r in results}
+        _check(statuses == {200}, f"statuses {statuses}")
+        refreshes = calls.refreshes("alice") - before
+        _check(refreshes == 1, f"{refreshes} refreshes")
+        return f"{concurrency} concurrent requests: 1 refresh read the new token, all HTTP 200"
+
+    def switch() -> str:
+        backend.login(pipeline, "bob")
+        if backend.serves is not None and "bob" not in backend.serves:
+            sent = len(platform.received)
+            try:
                 client.get(f"{url}/v1/account")
-            calls = app.providers["alice"].calls
-            _check(calls == [False], f"provider calls: {calls}")
-            return "20 requests, 1 provider call in all"
+            except NoProviderError:
+                _check(len(platform.received) == sent, "a request went out for bob")
+            else:
+                raise AssertionError("bob's request went out with alice's token")
+            return (
+                f"set_customer('bob') -> {backend.plugin} serves only {list(backend.serves)}: "
+                "NoProviderError, nothing sent"
+            )
+        answer = account()
+        _check(answer == {"customer": "bob"}, f"answered {answer}")
+        return "set_customer('bob') -> the next request is bob's"
 
-        def expiry() -> str:
-            provider = app.providers["alice"]
-            provider.delay = 0.05  # the app's token service takes 50 ms
-            platform.expire()
-            with ThreadPoolExecutor(concurrency) as pool:
-                results = list(
-                    pool.map(lambda _: client.get(f"{url}/v1/account"), range(concurrency))
-                )
-            statuses = {r.status_code for r in results}
-            _check(statuses == {200}, f"statuses {statuses}")
-            _check(provider.refreshes == 1, f"{provider.refreshes} refreshes")
-            return f"{concurrency} concurrent requests on an expired token: 1 refresh, all HTTP 200"
+    def cleared() -> str:
+        pipeline.clear()
+        response = client.get(f"{url}/public")
+        sent = platform.received[-1].headers
+        _check(response.status_code == 200 and "Authorization" not in sent, "context sent")
+        _check(pipeline.get_context() is None, "a context is still served")
+        return "clear() -> anonymous again, nothing attached"
 
-        def switch() -> str:
-            pipeline.set_customer("bob", app.provider("bob"))
-            answer: dict[str, Any] = client.get(f"{url}/v1/account").json()
-            _check(answer == {"customer": "bob"}, f"answered {answer}")
-            return "set_customer('bob') -> the next request is bob's"
+    def other_origin() -> str:
+        with FakePlatform() as elsewhere:
+            account()  # logs alice in again
+            client.get(
+                f"{url}/redirect",
+                params={"to": f"{elsewhere.url}/public"},
+                follow_redirects=True,
+            )
+            _check("Authorization" not in elsewhere.received[0].headers, "context leaked")
+        return "a redirect to another origin carried no credentials"
 
-        def cleared() -> str:
-            pipeline.clear()
-            response = client.get(f"{url}/public")
-            sent = platform.received[-1].headers
-            _check(response.status_code == 200 and "Authorization" not in sent, "context sent")
-            _check(pipeline.get_context() is None, "a context is still served")
-            return "clear() -> anonymous again, nothing attached"
-
-        def other_origin() -> str:
-            with FakePlatform() as elsewhere:
-                client.get(f"{url}/v1/account")  # logs alice in again
-                client.get(
-                    f"{url}/redirect",
-                    params={"to": f"{elsewhere.url}/public"},
-                    follow_redirects=True,
-                )
-                _check("Authorization" not in elsewhere.received[0].headers, "context leaked")
-            return "a redirect to another origin carried no credentials"
-
+    if isinstance(backend, _Static):
+        expiry_steps = [
+            ("token expires, file not rotated", static_expired),
+            ("token file rotated under load", static_rotated),
+        ]
+    else:
+        expiry_steps = [("token expires under load", expiry)]
+    try:
         for title, step in (
             ("anonymous request", anonymous),
             ("request that needs a login", needs_login),
             ("context attached to platform requests", attached),
             ("context cached", cached),
-            ("token expires under load", expiry),
+            *expiry_steps,
             ("customer switch mid-session", switch),
             ("clear back to anonymous", cleared),
             ("redirect to another origin", other_origin),
         ):
             steps.run(title, step)
+    finally:
         client.close()
     print(file=out)
     if steps.failed:

@@ -1,0 +1,124 @@
+"""``SessionServiceProvider``: each customer's platform token from the company's session service.
+
+The session service is the company's own HTTP API. ``POST session_url`` with the JSON body
+``{"customer": ID, "fresh": BOOL}`` and the app's API key as a bearer token answers
+``{"token": "...", "expires_in": SECONDS}`` (``expires_in`` optional); ``404`` means the service
+holds no session for the customer, who must log in again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from asapp_auth import AuthContext, Customer, hookimpl
+from asapp_auth.errors import ConfigurationError, LoginRequiredError, ProviderError
+from asapp_auth.plugins import check_settings
+from asapp_auth.secrets import Secret, resolve_secret
+
+PLUGIN = "asapp-auth-example"
+"""The name that starts every error message of this plugin."""
+ENTRY_POINT = "example"
+SETTINGS = frozenset({"session_url", "api_key", "lifetime", "customers", "timeout"})
+"""Every setting ``from_settings`` accepts."""
+
+
+def _seconds(setting: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{PLUGIN}: setting {setting!r} must be a number of seconds")
+    if value <= 0:
+        raise ConfigurationError(f"{PLUGIN}: setting {setting!r} must be above 0")
+    return float(value)
+
+
+class SessionServiceProvider:
+    """Answers ``provide_context`` with ``{"Auth": {"Token": ...}}`` from the session service.
+
+    Every value is checked here, so that a bad setting fails when the pipeline is configured,
+    not at the first request. The pipeline caches what this returns, so it keeps no token itself;
+    with ``needs_refresh`` it asks the service for a fresh token (``"fresh": true``). Customers
+    outside ``customers`` (when given) are not its own: it returns ``None`` for them.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_url: str,
+        api_key: str | Secret,
+        lifetime: float = 300.0,
+        customers: Iterable[str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(session_url, str) or not session_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"{PLUGIN}: setting 'session_url' must be an http(s) URL")
+        self.session_url = session_url
+        # Resolved now: a missing variable or file fails at configuration time, naming it.
+        self._api_key = Secret(resolve_secret(api_key, setting="api_key", plugin=PLUGIN))
+        self.lifetime = _seconds("lifetime", lifetime)
+        if customers is not None and (
+            isinstance(customers, str) or not all(isinstance(c, str) and c for c in customers)
+        ):
+            raise ConfigurationError(f"{PLUGIN}: setting 'customers' must be a list of ids")
+        self.customers = None if customers is None else frozenset(customers)
+        # The plugin's own client, without the pipeline as its auth: never send a context here.
+        self._client = httpx.Client(timeout=_seconds("timeout", timeout))
+
+    @hookimpl
+    def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext | None:
+        """The customer's token from the session service, or ``None`` for a customer not served."""
+        if self.customers is not None and customer.id not in self.customers:
+            return None  # not mine: the next provider is asked
+        try:
+            response = self._client.post(
+                self.session_url,
+                json={"customer": customer.id, "fresh": needs_refresh},
+                headers={"Authorization": f"Bearer {self._api_key.reveal()}"},
+            )
+        except httpx.HTTPError as exc:
+            raise self._failed(customer, f"could not be reached ({type(exc).__name__})") from None
+        if response.status_code == 404:
+            raise LoginRequiredError(
+                f"{PLUGIN}: the session service holds no session for customer {customer.id!r}; "
+                "they must log in again",
+                customer_id=customer.id,
+            )
+        if response.status_code != 200:
+            raise self._failed(customer, f"answered HTTP {response.status_code}")
+        try:
+            answer = response.json()
+            token, expires_in = answer["token"], answer.get("expires_in", self.lifetime)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problem = "answered no token (not a JSON object with 'token')"
+            raise self._failed(customer, problem) from None
+        if not isinstance(token, str) or not token:
+            raise self._failed(customer, f"answered a {type(token).__name__} token, not a str")
+        try:
+            return AuthContext({"Auth": {"Token": token}}, expires_in=expires_in, source=PLUGIN)
+        except ValueError as exc:  # InvalidContextError: a token unfit for a header, say
+            raise self._failed(customer, f"answered an unusable context ({exc})") from None
+
+    def _failed(self, customer: Customer, problem: str) -> ProviderError:
+        return ProviderError(
+            f"{PLUGIN}: the session service at {self.session_url} {problem}",
+            plugin=ENTRY_POINT,
+            customer_id=customer.id,
+        )
+
+    def close(self) -> None:
+        """Close the plugin's own HTTP client."""
+        self._client.close()
+
+    def __repr__(self) -> str:  # never the API key
+        return f"SessionServiceProvider(session_url={self.session_url!r})"
+
+
+def from_settings(settings: Mapping[str, Any]) -> SessionServiceProvider:
+    """The plugin object for a pipeline's ``example`` settings; the entry point's factory."""
+    settings = check_settings(settings, SETTINGS, PLUGIN)
+    missing = sorted({"session_url", "api_key"} - set(settings))
+    if missing:
+        raise ConfigurationError(f"{PLUGIN}: the settings {missing} are required")
+    return SessionServiceProvider(**settings)

@@ -1,0 +1,128 @@
+"""``asapp-auth demo --provider``: the model walked with each provider, through the CLI entry."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from asapp_auth import demo, plugins
+from asapp_auth.cli import main
+
+# Lines each provider's run must print, beside "all N steps behaved".
+EXPECTED = {
+    "app": [
+        "contexts from the app's own context_provider",
+        "20 concurrent requests on an expired token: 1 refresh, all HTTP 200",
+        "set_customer('bob') -> the next request is bob's",
+    ],
+    "static": [
+        "contexts from plugin 'static' (asapp-auth-static",
+        "Bearer <redacted>; AuthContext({'Auth': {'Token': '<redacted>'}}) from static",
+        "the same token, refused again -> TokenRejectedError (no loop)",
+        "20 concurrent requests: 1 refresh read the new token, all HTTP 200",
+        "static serves only ['alice']: NoProviderError, nothing sent",
+    ],
+    "jwt": [
+        "contexts from plugin 'jwt' (asapp-auth-jwt",
+        "20 concurrent requests on a JWT past its exp (the clock moved on): 1 new JWT minted",
+        "set_customer('bob') -> the next request is bob's",
+    ],
+    "oauth2": [
+        "contexts from plugin 'oauth2' (asapp-auth-oauth2",
+        "20 concurrent requests on an expired token: 1 token exchange, all HTTP 200",
+        "set_customer('bob') -> the next request is bob's",
+    ],
+}
+STEPS = {"app": 8, "static": 9, "jwt": 8, "oauth2": 8}
+
+
+@pytest.mark.parametrize("provider", demo.PROVIDERS)
+def test_demo_behaves_with_each_provider(provider: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every step of the demo behaves with each provider, and no token or key is printed."""
+    if provider != "app":
+        pytest.importorskip(f"asapp_auth_{provider}")
+    assert main(["demo", "--provider", provider, "--concurrency", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"all {STEPS[provider]} steps behaved" in out
+    for line in EXPECTED[provider]:
+        assert line in out
+    assert "FAIL" not in out
+    for secret_like in ("tok-", "eyJ", "site-", "BEGIN"):  # tokens, JWTs, sessions, keys
+        assert secret_like not in out
+
+
+def test_default_provider_is_the_apps_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --provider the demo uses the app's own context_provider, as it always has."""
+    assert main(["demo", "--concurrency", "5"]) == 0
+    assert "contexts from the app's own context_provider" in capsys.readouterr().out
+
+
+def test_missing_plugin_exits_2_naming_the_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A provider whose plugin is not installed exits 2 with one line naming the package."""
+    installed = metadata.entry_points
+
+    def without_jwt(**select: str) -> metadata.EntryPoints:
+        found = installed(**select)
+        return metadata.EntryPoints(ep for ep in found if ep.name != "jwt")
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", without_jwt)
+    assert main(["demo", "--provider", "jwt"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "asapp-auth: demo --provider jwt needs the jwt plugin: pip install asapp-auth-jwt\n"
+    )
+
+
+def test_plugin_not_allowed_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plugin left out of ASAPP_AUTH_PLUGINS exits 2 saying so, not asking to install it."""
+    monkeypatch.setenv(plugins.ALLOW_ENV, "static")
+    assert main(["demo", "--provider", "oauth2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "ASAPP_AUTH_PLUGINS='static' does not allow the oauth2 plugin" in line
+
+
+def test_unknown_provider_is_a_usage_error() -> None:
+    """--provider accepts only the known names: anything else is a usage error (exit 2)."""
+    with pytest.raises(SystemExit) as caught:
+        main(["demo", "--provider", "nope"])
+    assert caught.value.code == 2
+
+
+def test_a_step_that_misbehaves_fails_the_demo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When a step's check fails, the demo reports it and exits 1."""
+    monkeypatch.setattr(demo._App, "expire", lambda self: "a token that never expired")
+    assert main(["demo", "--concurrency", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  AssertionError: 0 refreshes" in out
+    assert "1 of 8 steps did not behave" in out
+
+
+def test_jwt_platform_refuses_forged_and_expired_tokens(tmp_path: Path) -> None:
+    """The jwt demo's platform accepts only JWTs signed by a published key, before their exp."""
+    pytest.importorskip("asapp_auth_jwt")
+    from asapp_auth_jwt import JWTProvider, from_settings
+
+    with demo._Platform() as platform:
+        backend = demo._Jwt(platform, tmp_path)
+        provider = from_settings(backend.settings())
+        assert isinstance(provider, JWTProvider)
+        backend.publish(provider.jwks())
+        token, _ = provider.mint("alice")
+        assert backend.verify(token) == "alice"
+        head, body, signature = token.split(".")
+        assert backend.verify(f"{head}.{body}.{signature[::-1]}") is None  # forged signature
+        (tmp_path / "other").mkdir()
+        other = demo._Jwt(platform, tmp_path / "other")
+        forged, _ = from_settings(other.settings()).mint("alice")  # the same kid, another key
+        assert backend.verify(forged) is None
+        backend.skew = 301.0  # the platform's clock passes the token's exp
+        assert backend.verify(token) is None
