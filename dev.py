@@ -11,6 +11,7 @@ Anything after the command goes to nox, e.g. ``python3 dev.py nox -s bench``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,6 +34,27 @@ def ensure_tools() -> Path:
     return nox
 
 
+def ensure_redis() -> None:
+    """The shared-cache tests start a real redis-server: install Debian's when we can."""
+    if shutil.which("redis-server"):
+        return
+    can_install = shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0
+    if not can_install:
+        print("dev.py: no redis-server here; the shared-cache tests will be skipped", flush=True)
+        return
+    print("dev.py: installing redis-server (Debian package) for the shared-cache tests", flush=True)
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    }
+    subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)  # type: ignore[call-overload]
+    subprocess.run(  # type: ignore[call-overload]
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+        check=True,
+        **quiet,
+    )
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before anything is checked
         print("dev.py: Python 3.11 or newer is needed", file=sys.stderr)
@@ -41,6 +63,8 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     nox = ensure_tools()
+    if argv[0] == "test":
+        ensure_redis()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     args = [str(nox), "--noxfile", str(ROOT / "noxfile.py"), *COMMANDS[argv[0]], *argv[1:]]
     return subprocess.run(args, cwd=ROOT, env=env, check=False).returncode

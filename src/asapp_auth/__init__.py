@@ -4,7 +4,7 @@ from importlib import metadata as _metadata
 
 from . import errors
 from .attach import Attacher, CallableAttacher, ContextHeader, MapContext
-from .cache import CachedContext, ContextCache, MemoryContextCache
+from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
 from .classify import Verdict, default_classifier
 from .context import AuthContext
 from .customer import ContextProvider, Customer
@@ -31,6 +31,7 @@ __all__ = [
     "MapContext",
     "MemoryContextCache",
     "PluginInfo",
+    "SharedContextCache",
     "Verdict",
     "__version__",
     "default_classifier",

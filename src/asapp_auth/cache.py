@@ -1,23 +1,26 @@
 """Where contexts are kept between requests: the ``ContextCache`` interface and its in-memory form.
 
 The pipeline decides what is fresh; a cache only stores ``CachedContext`` entries by key and
-forgets the least recently used ones past its size. A backend shared across processes implements
-the same four methods.
+forgets the oldest ones past its size. A backend shared across processes (``SharedContextCache``,
+for instance ``asapp_auth.redis_cache.RedisContextCache``) keeps such an in-process copy in front
+and also coordinates refreshes: the pipeline hands it every fetch, and it decides whether the
+fleet already has a fresh context or this process must produce one.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import cachetools
 
 from .context import AuthContext
+from .customer import Customer
 from .errors import ConfigurationError
 
-__all__ = ["CachedContext", "ContextCache", "MemoryContextCache"]
+__all__ = ["CachedContext", "ContextCache", "MemoryContextCache", "SharedContextCache"]
 
 
 @dataclass(slots=True, eq=False)
@@ -26,7 +29,9 @@ class CachedContext:
 
     ``refresh_at``: from then on one caller refreshes it ahead while it is still served.
     ``expires_at``: from then on it is no longer served. Both are ``inf`` when it never expires.
-    ``plugin`` names the provider that answered.
+    ``valid_until``: when the context itself stops being valid; later than ``expires_at`` only
+    for the short-lived copy of a shared cache, which is then read again rather than refreshed.
+    ``plugin`` names the provider that answered; ``version`` tells a shared cache's copies apart.
     """
 
     context: AuthContext
@@ -34,10 +39,16 @@ class CachedContext:
     fetched_at: float
     refresh_at: float
     expires_at: float
+    valid_until: float = -1.0
+    version: str | None = field(default=None, repr=False)
     # The transport adapter's ready-to-send form of ``context``, made on first use.
     prepared: object = field(default=None, repr=False)
     # Set once a refresh ahead of expiry has been started for this entry, so it starts once.
     ahead_started: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.valid_until < 0:
+            self.valid_until = self.expires_at
 
 
 @runtime_checkable
@@ -55,6 +66,40 @@ class ContextCache(Protocol):
 
     def clear(self) -> None:
         """Forget every entry."""
+
+
+@runtime_checkable
+class SharedContextCache(ContextCache, Protocol):
+    """A cache shared by many processes, which also decides who refreshes.
+
+    ``get``/``set``/``pop``/``clear`` act on this process's copy. The pipeline calls
+    ``coordinate`` instead of asking its providers whenever a customer's copy is missing or
+    stale, from a thread that may block (never on an event loop).
+    """
+
+    def coordinate(
+        self,
+        customer: Customer,
+        *,
+        provider: str,
+        stale: CachedContext | None,
+        renew: bool,
+        produce: Callable[[AuthContext | None], CachedContext],
+        adopt: Callable[[AuthContext, str, str | None], CachedContext],
+        deadline: float,
+    ) -> CachedContext:
+        """The entry to serve ``customer`` with, produced here only when nobody else has one.
+
+        ``provider`` names what serves the customer (part of the shared key). ``stale`` is this
+        process's last entry; ``renew=True`` means it must not be served again (expired,
+        rejected, or refreshed ahead). ``produce(previous)`` asks the providers, ``previous``
+        being the newest context known for the customer; ``adopt(context, plugin, version)``
+        makes an entry of a context someone else produced. ``deadline``: ``time.monotonic()``
+        past which waiting for another process is given up.
+        """
+
+    def forget(self, customer: Customer, provider: str) -> None:
+        """Drop ``customer``'s context everywhere: it was cleared or its session is gone."""
 
 
 class _Bounded(cachetools.FIFOCache[Hashable, CachedContext]):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import check_config, find_config
@@ -105,6 +107,21 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, concurrency=args.concurrency, provider=args.provider)
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from .sealing import generate_key  # noqa: PLC0415 - needs the redis extra's cryptography
+
+    key = generate_key()
+    if args.out is None:
+        print(key)  # asked for: the one command whose output is a secret
+        return 0
+    path = Path(args.out)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    print(f"wrote a new cache key to {path} (mode 600); use it as file:{path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asapp-auth", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asapp-auth {__version__}")
@@ -138,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--refresh", action="store_true", help="ask with needs_refresh=True")
     context.add_argument("--json", action="store_true", help="machine-readable output")
     context.set_defaults(run=_context)
+    keygen = sub.add_parser(
+        "keygen", help="a new key for sealing a shared cache's entries (cache.keys)"
+    )
+    keygen.add_argument("--out", help="write it to this new file (mode 600) instead of stdout")
+    keygen.set_defaults(run=_keygen)
     plugins = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(run=_plugins)

@@ -10,6 +10,12 @@ size = 10000
 expiry_margin = 10
 refresh_ahead = 60
 refresh_ahead_fraction = 0.25
+# backend = "redis"             # shared by every process on one Redis (asapp-auth[redis])
+# url = "redis://127.0.0.1:6379/0"
+# keys = ["env:ASAPP_AUTH_CACHE_KEY"]   # sealing keys, newest first
+# namespace = "asapp-auth"
+# front_ttl = 5                 # seconds a process serves its own copy
+# lock_ttl = 30                 # the fleet's refresh lock; at least provider_timeout
 
 [attach]
 mode = "map"                  # or "header": the whole context as JSON in one header
@@ -43,7 +49,8 @@ __all__ = ["Config", "check_config", "find_config", "load_config"]
 FILE_NAME = "asapp-auth.toml"
 
 _TOP = {"origins", "provider_timeout", "login_timeout", "cache", "attach", "plugins"}
-_CACHE = {"size", "expiry_margin", "refresh_ahead", "refresh_ahead_fraction"}
+_CACHE = {"size", "expiry_margin", "refresh_ahead", "refresh_ahead_fraction", "backend"}
+_REDIS = {"url", "keys", "namespace", "front_ttl", "lock_ttl", "timeout", "retry_after"}
 _ATTACH = {"mode", "header"}
 
 
@@ -154,6 +161,56 @@ def _unknown(table: Mapping[str, Any], known: set[str], where: str, problems: li
         problems.append(f"{where}{key}: unknown key (known: {', '.join(sorted(known))})")
 
 
+def _shared_cache(
+    cache: Mapping[str, Any], where: str, settings: dict[str, Any], problems: list[str]
+) -> None:
+    """``backend = "redis"``: a ``RedisContextCache`` built (not connected) at load time."""
+    backend = cache.get("backend", "memory")
+    if backend not in ("memory", "redis"):
+        problems.append(f'{where}backend: expected "memory" or "redis"; got {backend!r}')
+        return
+    given = sorted(set(cache) & _REDIS)
+    if backend == "memory":
+        problems.extend(f'{where}{key}: only with backend = "redis"' for key in given)
+        return
+    options: dict[str, Any] = {}
+    before = len(problems)
+    for key in ("url", "keys"):
+        if key not in cache:
+            problems.append(f'{where}{key}: required with backend = "redis"')
+    url, keys = cache.get("url"), cache.get("keys")
+    if url is not None and not isinstance(url, str):
+        problems.append(f"{where}url: expected a redis:// URL string; got {type(url).__name__}")
+    if keys is not None and (
+        not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys)
+    ):
+        problems.append(
+            f'{where}keys: expected a list of key references, e.g. ["env:ASAPP_AUTH_CACHE_KEY"]'
+        )
+    if "namespace" in cache:
+        options["namespace"] = cache["namespace"]
+    for key in ("front_ttl", "lock_ttl", "timeout", "retry_after"):
+        if key in cache:
+            options[key] = _seconds(
+                cache[key], f"{where}{key}", problems, positive=key != "retry_after"
+            )
+    if len(problems) > before or url is None or keys is None:
+        return
+    try:
+        from .redis_cache import RedisContextCache  # noqa: PLC0415 - the optional extra
+
+        settings["cache"] = RedisContextCache(
+            url, keys=keys, maxsize=settings.get("cache_size", 10_000), **options
+        )
+    except ConfigurationError as exc:
+        problems.append(f"{where}{_setting_of(str(exc))}{exc}")
+
+
+def _setting_of(message: str) -> str:
+    """Messages from the cache name their setting (``setting 'cache.keys[0]'``) already."""
+    return "" if message.startswith(("setting ", "cache.")) else "(redis) "
+
+
 def _validate(table: Mapping[str, Any], where: str, problems: list[str], source: str) -> Config:
     _unknown(table, _TOP, where, problems)
     origins = table.get("origins")
@@ -178,7 +235,7 @@ def _validate(table: Mapping[str, Any], where: str, problems: list[str], source:
     if not isinstance(cache, Mapping):
         problems.append(f"{where}cache: expected a table; got {cache!r}")
         cache = {}
-    _unknown(cache, _CACHE, f"{where}cache.", problems)
+    _unknown(cache, _CACHE | _REDIS, f"{where}cache.", problems)
     if "size" in cache:
         size = cache["size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -188,6 +245,7 @@ def _validate(table: Mapping[str, Any], where: str, problems: list[str], source:
     for key in ("expiry_margin", "refresh_ahead", "refresh_ahead_fraction"):
         if key in cache:
             settings[key] = _seconds(cache[key], f"{where}cache.{key}", problems)
+    _shared_cache(cache, f"{where}cache.", settings, problems)
     attach = table.get("attach", {})
     if not isinstance(attach, Mapping):
         problems.append(f"{where}attach: expected a table; got {attach!r}")

@@ -39,9 +39,14 @@ class AuthContext(Mapping[str, Any]):
 
     Give at most one of ``expires_in`` (seconds from now) and ``expires_at`` (an aware
     ``datetime`` or a POSIX timestamp). ``source`` names who built it, for error messages.
+
+    ``state`` (str to str) is the provider's own, kept with the context but never attached to a
+    request nor shown: a refresh token, say. A shared cache stores it sealed with the context, and
+    the provider gets it back as ``previous.state`` when asked to refresh, so the one process
+    that refreshes for a fleet always starts from the newest state.
     """
 
-    __slots__ = ("_data", "_expires_in", "_expires_ts")
+    __slots__ = ("_data", "_expires_in", "_expires_ts", "_state")
 
     def __init__(
         self,
@@ -50,10 +55,17 @@ class AuthContext(Mapping[str, Any]):
         expires_in: float | None = None,
         expires_at: datetime | float | None = None,
         source: str = "the context provider",
+        state: Mapping[str, str] | None = None,
     ) -> None:
         self._data: Mapping[str, Any] = _validate(data, source)
         # The expiry is kept once, as a POSIX timestamp: a pipeline may hold 100,000 of these.
         self._expires_in, self._expires_ts = _expiry(expires_in, expires_at, source)
+        self._state = _check_state(state, source)
+
+    @property
+    def state(self) -> Mapping[str, str]:
+        """The provider's own state kept with this context (read-only; empty when none)."""
+        return self._state or _NO_STATE
 
     @property
     def expires_in(self) -> float | None:
@@ -87,7 +99,9 @@ class AuthContext(Mapping[str, Any]):
         self, *, expires_in: float | None = None, expires_at: datetime | float | None = None
     ) -> AuthContext:
         """A copy of this context with another expiry."""
-        return AuthContext(self.to_dict(), expires_in=expires_in, expires_at=expires_at)
+        return AuthContext(
+            self.to_dict(), expires_in=expires_in, expires_at=expires_at, state=self._state
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The context with every value that could be a secret replaced, for display."""
@@ -98,6 +112,37 @@ class AuthContext(Mapping[str, Any]):
         thawed = _thaw(self._data)
         assert isinstance(thawed, dict)
         return thawed
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form of the context and its expiry, for cache backends to store.
+
+        It holds the secrets: seal it (``asapp_auth.sealing``) before it leaves the process.
+        """
+        return {
+            "data": self.to_dict(),
+            "expires_in": self._expires_in,
+            "expires_ts": self._expires_ts,
+            "state": dict(self._state or {}),
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, *, source: str = "a cache backend") -> AuthContext:
+        """The context ``to_record`` gave, validated again; ``InvalidContextError`` if malformed."""
+        if not isinstance(record, Mapping) or set(record) != _RECORD_KEYS:
+            raise InvalidContextError(f"{source} holds a context record of the wrong shape")
+        expires_in, expires_ts = record["expires_in"], record["expires_ts"]
+        numbers = [v for v in (expires_in, expires_ts) if v is not None]
+        if (expires_in is None) != (expires_ts is None) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in numbers
+        ):
+            raise InvalidContextError(f"{source} holds a context record with a malformed expiry")
+        context = cls.__new__(cls)
+        context._data = _validate(record["data"], source)
+        context._expires_in = None if expires_in is None else float(expires_in)
+        context._expires_ts = None if expires_ts is None else float(expires_ts)
+        context._state = _check_state(record["state"], source)
+        return context
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -113,6 +158,23 @@ class AuthContext(Mapping[str, Any]):
         return f"AuthContext({self.redacted()!r}{expiry})"
 
     __str__ = __repr__
+
+
+_NO_STATE: Mapping[str, str] = MappingProxyType({})
+_RECORD_KEYS = frozenset({"data", "expires_in", "expires_ts", "state"})
+
+
+def _check_state(state: object, source: str) -> Mapping[str, str] | None:
+    if state is None or (isinstance(state, Mapping) and not state):
+        return None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in state.items()
+    ):
+        raise InvalidContextError(
+            f"{source} gave a state that is not a mapping of str to str; keep provider state "
+            "(a refresh token, say) as strings"
+        )
+    return MappingProxyType(dict(state))
 
 
 def _redact(value: Any, *, shown: bool) -> Any:

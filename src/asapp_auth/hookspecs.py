@@ -30,7 +30,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec(firstresult=True)
 def provide_context(
-    customer: Customer, needs_refresh: bool
+    customer: Customer, needs_refresh: bool, previous: AuthContext | None
 ) -> Mapping[str, Any] | AuthContext | None:
     """Return the agreed context dictionary that authenticates ``customer``.
 
@@ -43,6 +43,10 @@ def provide_context(
     :param customer: who the context is for; ``customer.id`` is the id the app set.
     :param needs_refresh: ``True`` when the previous context expired or was rejected: return fresh
         credentials, not the ones you returned before.
+    :param previous: the newest context known for this customer (``None`` when there is none),
+        with the ``state`` a provider kept in it. With a shared cache it is the fleet's newest,
+        read under the fleet's refresh lock: refresh from ``previous.state`` (a rotated refresh
+        token, say) rather than from what this process remembers.
     :returns: a mapping such as ``{"Auth": {"Token": "..."}}``, or an ``AuthContext`` to give an
         expiry. ``None`` means "not mine": the next implementation is asked. Stops at the first
         non-``None`` result; an empty mapping is an error, not a pass. Raise

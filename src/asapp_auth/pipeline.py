@@ -26,7 +26,7 @@ import pluggy
 
 from ._flight import Flight
 from .attach import Attacher, Attachment, as_attacher
-from .cache import CachedContext, ContextCache, MemoryContextCache
+from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
 from .classify import Classifier, Verdict, default_classifier
 from .config import load_config
 from .context import AuthContext
@@ -193,6 +193,7 @@ class AuthPipeline(httpx.Auth):
         elif not isinstance(cache, ContextCache):
             raise ConfigurationError("cache must implement get, set, pop and clear (ContextCache)")
         self._cache: ContextCache = cache
+        self._shared = cache if isinstance(cache, SharedContextCache) else None
 
         self._lock = threading.Lock()
         # (customer, generation), swapped as one so a request reads both at once, without a lock.
@@ -324,7 +325,23 @@ class AuthPipeline(httpx.Auth):
         self._cleared(old)
 
     def _cleared(self, customer: Customer) -> None:
+        if self._shared is not None:
+            self._shared.forget(customer, self._provider_id(customer))
         self._notify("on_customer_cleared", pipeline=self, customer=customer)
+
+    def _provider_id(self, customer: Customer) -> str:
+        """What serves ``customer``, the same in every process running the same code and
+        configuration: part of a shared cache's key."""
+        provider = customer.provider
+        if provider is not None:
+            named = provider if inspect.isroutine(provider) else type(provider)
+            return f"fn:{named.__module__}.{named.__qualname__}"
+        names = [
+            impl.plugin_name
+            for impl in reversed(self._pm.hook.provide_context.get_hookimpls())
+            if impl.plugin_name != CUSTOMER_PROVIDER
+        ]
+        return "plugins:" + ",".join(names)
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of a notification hook; one failing stops no other."""
@@ -401,7 +418,7 @@ class AuthPipeline(httpx.Auth):
             return _Fetch(customer, None, force)
         now = time.monotonic()
         if force or now >= entry.expires_at:
-            return _Fetch(customer, entry, True)
+            return _Fetch(customer, entry, force or now >= entry.valid_until)
         if now >= entry.refresh_at and not entry.ahead_started:
             self._start_refresh_ahead(customer, entry)
         return entry
@@ -508,11 +525,13 @@ class AuthPipeline(httpx.Auth):
         """Ask the providers once and complete ``flight`` with the outcome."""
         customer, stale = fetch.customer, fetch.stale
         key = customer.cache_key
-        asked_at = time.monotonic()
-        try:
+        renew = fetch.needs_refresh or rejected
+
+        def produce(previous: AuthContext | None) -> CachedContext:
             if rejected and stale is not None:
                 self._token_expired(customer, stale.context)
-            context, plugin = self._ask(customer, fetch.needs_refresh)
+            asked_at = time.monotonic()
+            context, plugin = self._ask(customer, renew, previous)
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
                 raise ProviderTimeoutError(
@@ -520,7 +539,26 @@ class AuthPipeline(httpx.Auth):
                     f"provider_timeout={self._provider_timeout:g}s; its answer was not used",
                     customer_id=customer.id,
                 )
-            entry = self._make_entry(context, plugin, asked_at)
+            return self._make_entry(context, plugin, asked_at)
+
+        def adopt(context: AuthContext, plugin: str, version: str | None) -> CachedContext:
+            entry = self._make_entry(context, plugin, time.monotonic())
+            entry.version = version
+            return entry
+
+        try:
+            if self._shared is not None:
+                entry = self._shared.coordinate(
+                    customer,
+                    provider=self._provider_id(customer),
+                    stale=stale,
+                    renew=renew,
+                    produce=produce,
+                    adopt=adopt,
+                    deadline=flight.deadline,
+                )
+            else:
+                entry = produce(None if stale is None else stale.context)
         except BaseException as exc:
             error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
             if flight.fail(error):
@@ -541,15 +579,17 @@ class AuthPipeline(httpx.Auth):
                     self._cache.set(key, entry)
                 if self._inflight.get(key) is flight:
                     del self._inflight[key]
-            log.debug("context for customer %r from %s", customer.id, plugin)
+            log.debug("context for customer %r from %s", customer.id, entry.plugin)
 
-    def _ask(self, customer: Customer, needs_refresh: bool) -> tuple[AuthContext, str]:
+    def _ask(
+        self, customer: Customer, needs_refresh: bool, previous: AuthContext | None = None
+    ) -> tuple[AuthContext, str]:
         """Call ``provide_context`` implementations in order until one answers.
 
         Done here rather than through pluggy's firstresult call so that errors and the cache can
         name the plugin that answered.
         """
-        kwargs = {"customer": customer, "needs_refresh": needs_refresh}
+        kwargs = {"customer": customer, "needs_refresh": needs_refresh, "previous": previous}
         for impl in reversed(self._pm.hook.provide_context.get_hookimpls()):
             if impl.hookwrapper or impl.wrapper:
                 continue
@@ -788,9 +828,11 @@ class AuthPipeline(httpx.Auth):
                 if customer is not None:
                     if entry is None:
                         entry = self._cache.get(customer.cache_key)
-                        if entry is None or time.monotonic() >= entry.expires_at:
+                        now = time.monotonic()
+                        if entry is None or now >= entry.expires_at:
+                            renew = entry is not None and now >= entry.valid_until
                             try:
-                                entry = yield _Fetch(customer, entry, entry is not None, fixed)
+                                entry = yield _Fetch(customer, entry, renew, fixed)
                             except LoginRequiredError:
                                 if logged_in or fixed:
                                     raise
