@@ -10,30 +10,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from redis_server import RedisServer
 
 from asapp_auth import AuthContext, AuthPipeline
 from asapp_auth.errors import ConfigurationError
 from asapp_auth.redis_cache import RedisContextCache
 from asapp_auth.sealing import KeyRing, generate_key
-from asapp_auth.testing import Exchange, FakePlatform
+from asapp_auth.testing import Exchange, FakePlatform, RedisServer
 
 WORKER = Path(__file__).with_name("fleet_worker.py")
 KEY = generate_key()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -438,9 +429,9 @@ def test_redis_down_at_start_serves_from_the_process_and_warns_once(
 
 
 def test_redis_stopped_and_restarted_mid_load_loses_no_request(
-    platform: FakePlatform, namespace: str
+    platform: FakePlatform, namespace: str, redis_server: RedisServer
 ) -> None:
-    server = RedisServer().start()
+    server = RedisServer().start()  # a server of its own to stop: redis_server is shared
     try:
         cache = RedisContextCache(
             server.url, keys=[KEY], namespace=namespace, front_ttl=0.05, retry_after=0.2

@@ -127,7 +127,8 @@ def test_plugin_alone_from_200_threads(server: AuthServer, make: Any) -> None:
     with ThreadPoolExecutor(200) as pool:
         contexts = list(
             pool.map(
-                lambda i: plugin.provide_context(Customer(CUSTOMERS[i % 100]), False), range(200)
+                lambda i: plugin.provide_context(Customer(CUSTOMERS[i % 100]), False, None),
+                range(200),
             )
         )
     assert len({c.token for c in contexts}) == 1

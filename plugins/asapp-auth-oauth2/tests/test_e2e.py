@@ -65,7 +65,7 @@ def test_client_credentials_with_each_client_auth(
     use_signer = signer if method == "private_key_jwt" else None
     client_for(auth, method, use_signer)
     plugin = make(**settings_for(auth, method, use_signer, scope="read write"))
-    context = plugin.provide_context(Customer("alice"), False)
+    context = plugin.provide_context(Customer("alice"), False, None)
     assert token_of(context) in auth.by_access
     assert auth.by_access[token_of(context)].scope == "read write"
     assert context.expires_in is not None
@@ -83,8 +83,8 @@ def test_refresh_token_with_each_client_auth(
     seed = auth.login("app", "alice")
     plugin = make(**settings_for(auth, method, use_signer, grant="refresh_token"))
     plugin.set_refresh_token("alice", seed)
-    first = token_of(plugin.provide_context(Customer("alice"), False))
-    second = token_of(plugin.provide_context(Customer("alice"), True))
+    first = token_of(plugin.provide_context(Customer("alice"), False, None))
+    second = token_of(plugin.provide_context(Customer("alice"), True, None))
     assert first != second
     assert auth.by_access[second].user == "alice"
     sent = [form["refresh_token"][0] for form in auth.forms]
@@ -113,7 +113,7 @@ def test_token_exchange_with_each_client_auth(
             scope="read",
         )
     )
-    token = token_of(plugin.provide_context(Customer("alice"), False))
+    token = token_of(plugin.provide_context(Customer("alice"), False, None))
     assert auth.by_access[token].user == "alice"
     form = auth.forms[0]
     assert form["audience"] == ["chat-api", "other"]
@@ -127,7 +127,7 @@ def test_jwt_bearer_grant(make: Any, auth: AuthServer, signer: Any) -> None:
     client_for(auth, "none", signer)
     auth.users.add("alice")
     plugin = make(**settings_for(auth, "none", signer, grant="jwt_bearer", scope="read"))
-    token = token_of(plugin.provide_context(Customer("alice"), False))
+    token = token_of(plugin.provide_context(Customer("alice"), False, None))
     assert auth.by_access[token].user == "alice"
     assert auth.calls[JWT_BEARER] == 1
 
@@ -138,7 +138,7 @@ def test_private_key_jwt_uses_a_fresh_jti_each_time(
     """Each request carries a new client assertion (the server refuses a reused jti)."""
     client_for(auth, "private_key_jwt", signer)
     plugin = make(**settings_for(auth, "private_key_jwt", signer))
-    tokens = {token_of(plugin.provide_context(Customer("a"), True)) for _ in range(3)}
+    tokens = {token_of(plugin.provide_context(Customer("a"), True, None)) for _ in range(3)}
     assert len(tokens) == 3
     assertions = [form["client_assertion"][0] for form in auth.forms]
     assert len(set(assertions)) == 3
@@ -152,7 +152,7 @@ def test_wrong_secret_is_invalid_client(make: Any, auth: AuthServer) -> None:
     SECRETS.add("wrong-secret-value")
     plugin = make(**settings)
     with pytest.raises(InvalidClientError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert caught.value.error == "invalid_client"
     assert auth.token_url in str(caught.value)
     assert "wrong-secret-value" not in str(caught.value) + repr(caught.value)
@@ -163,14 +163,14 @@ def test_grant_not_allowed_is_unauthorized_client(make: Any, auth: AuthServer) -
     auth.add_client(Client("app", "client_secret_post", ("refresh_token",), secret=SECRET))
     plugin = make(**settings_for(auth, "client_secret_post"))
     with pytest.raises(UnauthorizedClientError):
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
 
 
 def test_shared_token_is_fetched_once_for_many_customers(make: Any, auth: AuthServer) -> None:
     """The client-credentials token is shared: many customers cost one token-endpoint call."""
     client_for(auth, "client_secret_basic")
     plugin = make(**settings_for(auth, "client_secret_basic"))
-    tokens = {token_of(plugin.provide_context(Customer(f"c{i}"), False)) for i in range(50)}
+    tokens = {token_of(plugin.provide_context(Customer(f"c{i}"), False, None)) for i in range(50)}
     assert len(tokens) == 1
     assert auth.token_calls == 1
 
@@ -179,8 +179,8 @@ def test_rejected_shared_token_is_replaced_once(make: Any, auth: AuthServer) -> 
     """When every customer's copy of the shared token is rejected, one new token is fetched."""
     client_for(auth, "client_secret_basic")
     plugin = make(**settings_for(auth, "client_secret_basic"))
-    old = {token_of(plugin.provide_context(Customer(f"c{i}"), False)) for i in range(5)}
-    new = {token_of(plugin.provide_context(Customer(f"c{i}"), True)) for i in range(5)}
+    old = {token_of(plugin.provide_context(Customer(f"c{i}"), False, None)) for i in range(5)}
+    new = {token_of(plugin.provide_context(Customer(f"c{i}"), True, None)) for i in range(5)}
     assert len(old) == len(new) == 1
     assert old != new
     assert auth.token_calls == 2
@@ -198,8 +198,8 @@ def test_refetch_sends_the_same_parameters(make: Any, auth: AuthServer) -> None:
             resource="https://api.example/",
         )
     )
-    plugin.provide_context(Customer("a"), False)
-    plugin.provide_context(Customer("a"), True)
+    plugin.provide_context(Customer("a"), False, None)
+    plugin.provide_context(Customer("a"), True, None)
     assert len(auth.forms) == 2
     assert auth.forms[0] == auth.forms[1]
     assert auth.forms[0]["scope"] == ["read write"]
@@ -210,12 +210,12 @@ def test_token_is_refetched_after_expiry(make: Any, auth: AuthServer) -> None:
     auth.lifetime = 1
     client_for(auth, "client_secret_basic")
     plugin = make(**settings_for(auth, "client_secret_basic"))
-    first = plugin.provide_context(Customer("a"), False)
+    first = plugin.provide_context(Customer("a"), False, None)
     assert first.expires_in is not None
     assert first.expires_in <= 1
-    assert token_of(plugin.provide_context(Customer("b"), False)) == token_of(first)
+    assert token_of(plugin.provide_context(Customer("b"), False, None)) == token_of(first)
     time.sleep(1.0)
-    assert token_of(plugin.provide_context(Customer("b"), False)) != token_of(first)
+    assert token_of(plugin.provide_context(Customer("b"), False, None)) != token_of(first)
     assert auth.token_calls == 2
 
 
@@ -229,12 +229,12 @@ def test_invalid_grant_on_refresh_means_login_required(make: Any, auth: AuthServ
         refresh_token_for=lambda cid: seed,
     )
     with pytest.raises(LoginRequiredError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert isinstance(caught.value, SessionGoneError)
     assert caught.value.customer_id == "alice"
     assert seed not in str(caught.value)
     with pytest.raises(SessionGoneError):
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert auth.token_calls == 1
 
 
@@ -244,14 +244,14 @@ def test_rotated_token_from_the_app_is_not_sent_twice(make: Any, auth: AuthServe
     seed = auth.login("app", "alice")
     plugin = make(**settings_for(auth, "client_secret_basic", grant="refresh_token"))
     plugin.set_refresh_token("alice", seed)
-    plugin.provide_context(Customer("alice"), False)
+    plugin.provide_context(Customer("alice"), False, None)
     plugin.forget("alice")
     with pytest.raises(SessionGoneError):
-        plugin.provide_context(Customer("alice"), False)  # no refresh token at all now
+        plugin.provide_context(Customer("alice"), False, None)  # no refresh token at all now
     plugin2_calls = auth.token_calls
     plugin._refresh_tokens["alice"] = seed  # as if the app's store gave the old one back
     with pytest.raises(SessionGoneError, match="never sent twice"):
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert auth.token_calls == plugin2_calls
 
 
@@ -264,7 +264,7 @@ def test_rotated_refresh_token_is_given_to_the_app(make: Any, auth: AuthServer) 
         on_refresh_token=saved.__setitem__,
     )
     plugin.set_refresh_token("alice", auth.login("app", "alice"))
-    plugin.provide_context(Customer("alice"), False)
+    plugin.provide_context(Customer("alice"), False, None)
     assert saved["alice"] in auth.by_refresh
     assert not auth.by_refresh[saved["alice"]].revoked
 
@@ -276,8 +276,8 @@ def test_without_rotation_the_refresh_token_is_kept(make: Any, auth: AuthServer)
     seed = auth.login("app", "alice")
     plugin = make(**settings_for(auth, "client_secret_basic", grant="refresh_token"))
     plugin.set_refresh_token("alice", seed)
-    plugin.provide_context(Customer("alice"), False)
-    plugin.provide_context(Customer("alice"), True)
+    plugin.provide_context(Customer("alice"), False, None)
+    plugin.provide_context(Customer("alice"), True, None)
     assert [f["refresh_token"][0] for f in auth.forms] == [seed, seed]
 
 
@@ -290,7 +290,7 @@ def test_invalid_site_session_on_exchange_means_login_required(make: Any, auth: 
         subject_token_for=lambda cid: "site-not-a-session",
     )
     with pytest.raises(SessionGoneError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert "site-not-a-session" not in str(caught.value)
 
 
@@ -301,7 +301,7 @@ def test_discovery_is_fetched_once(make: Any, auth: AuthServer) -> None:
     del settings["token_endpoint"]
     plugin = make(**settings, issuer=auth.base_url)
     for i in range(5):
-        plugin.provide_context(Customer(f"c{i}"), True)
+        plugin.provide_context(Customer(f"c{i}"), True, None)
     assert plugin._discovery is not None
     assert plugin._discovery.fetches == 1
     assert plugin.token_endpoint() == auth.token_url
@@ -318,14 +318,14 @@ def test_revocation_revokes_the_customer_tokens(make: Any, auth: AuthServer) -> 
         revoke_on_clear=True,
     )
     plugin.set_refresh_token("alice", auth.login("app", "alice"))
-    access = token_of(plugin.provide_context(Customer("alice"), False))
+    access = token_of(plugin.provide_context(Customer("alice"), False, None))
     refresh = plugin._refresh_tokens["alice"]
     plugin.on_customer_cleared(Customer("alice"))
     assert set(auth.revoked) == {access, refresh}
     assert auth.by_access[access].revoked
     assert auth.by_refresh[refresh].revoked
     with pytest.raises(SessionGoneError):
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
 
 
 def test_through_the_pipeline(make: Any, auth: AuthServer) -> None:

@@ -114,7 +114,7 @@ def faulty(script: tuple[Script, str], make: Any) -> Any:
 
 
 def ask(plugin: Any, customer: str = "alice", refresh: bool = False) -> Any:
-    return plugin.provide_context(Customer(customer), refresh)
+    return plugin.provide_context(Customer(customer), refresh, None)
 
 
 def test_500s_are_retried_then_succeed(faulty: Any) -> None:

@@ -90,7 +90,7 @@ def test_private_key_jwt_with_a_pem_file(
         signing_key=str(key_file),
         signing_kid="file-kid",
     )
-    token = plugin.provide_context(Customer("alice"), False).token
+    token = plugin.provide_context(Customer("alice"), False, None).token
     assert auth.by_access[token].client_id == "app"
     assertion = auth.forms[0]["client_assertion"][0]
     assert header_of(assertion) == {"alg": "ES256", "typ": "JWT", "kid": "file-kid"}
@@ -124,7 +124,7 @@ def test_private_key_jwt_with_an_encrypted_pem_and_env_passphrase(
     )
     assert PASSPHRASE not in repr(plugin) + repr(plugin.settings)
     for refresh in (False, True):
-        token = plugin.provide_context(Customer("alice"), refresh).token
+        token = plugin.provide_context(Customer("alice"), refresh, None).token
         assert token in auth.by_access
     assertions = [form["client_assertion"][0] for form in auth.forms]
     assert len(set(assertions)) == 2
@@ -145,7 +145,7 @@ def test_jwt_bearer_grant_with_a_pem_file(
         signing_key=str(key_file),
         signing_kid="bearer-kid",
     )
-    token = plugin.provide_context(Customer("alice"), False).token
+    token = plugin.provide_context(Customer("alice"), False, None).token
     assert auth.by_access[token].user == "alice"
     claims = jwt.decode(
         auth.forms[0]["assertion"][0],

@@ -176,7 +176,7 @@ def test_tls_client_auth_with_a_single_pem_file(
     combined = tmp_path / "client-combined.pem"
     combined.write_bytes(pki.client.cert.read_bytes() + pki.client.key.read_bytes())
     plugin = make_tls(**settings(tls_auth, pki, cert=str(combined)))
-    context = plugin.provide_context(Customer("alice"), False)
+    context = plugin.provide_context(Customer("alice"), False, None)
     assert context.token in tls_auth.by_access
 
 
@@ -186,7 +186,7 @@ def test_certificate_of_another_client_is_invalid_client(
     """A certificate from the right CA but for another client is refused as invalid_client."""
     plugin = make_tls(**settings(tls_auth, pki, cert=pki.stranger.pair))
     with pytest.raises(InvalidClientError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert caught.value.endpoint == tls_auth.token_url
     assert tls_auth.token_url in str(caught.value)
     assert caught.value.error == "invalid_client"
@@ -206,7 +206,7 @@ def test_client_certificate_refused_in_the_handshake(
         extra = {"cert": pki.foreign_client.pair}
     plugin = make_tls(**settings(tls_auth, pki, **extra))
     with pytest.raises(ProviderError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     error = caught.value
     assert isinstance(error, TLSError)
     assert isinstance(error, TokenEndpointUnavailableError)
@@ -227,7 +227,7 @@ def test_server_verified_with_the_wrong_ca_fails_clearly(
     the server with a typed error naming the endpoint and the verify setting, without retrying."""
     plugin = make_tls(**settings(tls_auth, pki, verify=str(pki.other_ca.cert)))
     with pytest.raises(TokenEndpointUnavailableError) as caught:
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     error = caught.value
     assert isinstance(error, TLSError)
     assert error.endpoint == tls_auth.token_url
@@ -246,7 +246,7 @@ def test_default_trust_store_refuses_the_test_ca(
     del raw["verify"]
     plugin = make_tls(**raw)
     with pytest.raises(TokenEndpointUnavailableError, match="'verify'"):
-        plugin.provide_context(Customer("alice"), False)
+        plugin.provide_context(Customer("alice"), False, None)
     assert tls_auth.token_calls == 0
 
 

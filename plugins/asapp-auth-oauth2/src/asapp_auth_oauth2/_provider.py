@@ -63,6 +63,9 @@ class OAuth2Provider:
         self._cache = TokenCache(max_entries=s.max_cached_tokens, expiry_margin=s.expiry_margin)
         self._rt_lock = threading.Lock()
         self._refresh_tokens: dict[str, str] = {}
+        # When the app last gave each customer's refresh token (wall clock): newer than a
+        # context made before then, whose state holds an older one.
+        self._seeded_at: dict[str, float] = {}
         # Digests of refresh tokens already spent (rotated away or refused): never sent again.
         self._spent: cachetools.LRUCache[str, bool] = cachetools.LRUCache(100_000)
 
@@ -73,11 +76,46 @@ class OAuth2Provider:
     # -- the hook -------------------------------------------------------------------------------
 
     @hookimpl
-    def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext:
+    def provide_context(
+        self, customer: Customer, needs_refresh: bool, previous: AuthContext | None
+    ) -> AuthContext:
         """An access token for ``customer``: the shared client-credentials token, or the
-        customer's own (refresh token, token exchange, JWT bearer)."""
+        customer's own (refresh token, token exchange, JWT bearer).
+
+        With the refresh-token grant, the customer's current refresh token travels in the
+        context's ``state``, and one found in ``previous`` (the newest context, across a fleet
+        sharing a cache) is used rather than an older one this process remembers.
+        """
+        rotating = self.settings.grant == "refresh_token"
+        if rotating and previous is not None:
+            self._adopt_refresh_token(customer.id, previous)
         token, remaining = self.get_token(customer.id, needs_refresh=needs_refresh)
-        return AuthContext({"Auth": {"Token": token}}, expires_in=remaining, source=SOURCE)
+        state = None
+        if rotating:
+            with self._rt_lock:
+                refresh = self._refresh_tokens.get(customer.id)
+            state = None if refresh is None else {"refresh_token": refresh}
+        return AuthContext(
+            {"Auth": {"Token": token}}, expires_in=remaining, source=SOURCE, state=state
+        )
+
+    def _adopt_refresh_token(self, customer_id: str, previous: AuthContext) -> None:
+        """Take the refresh token kept in ``previous`` unless it was spent here, or the app gave
+        this process a newer one since ``previous`` was made."""
+        refresh = previous.state.get("refresh_token")
+        if not refresh:
+            return
+        made = previous.expires_at
+        made_at = 0.0 if made is None else made.timestamp() - (previous.expires_in or 0.0)
+        with self._rt_lock:
+            if self._refresh_tokens.get(customer_id) == refresh or _digest(refresh) in self._spent:
+                return
+            if self._seeded_at.get(customer_id, -1.0) >= made_at:
+                return
+            self._refresh_tokens[customer_id] = refresh
+        # A new refresh token means the access tokens cached here are no longer this customer's
+        # newest: the next one comes from the token endpoint.
+        self._cache.forget_customer(customer_id)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -134,6 +172,7 @@ class OAuth2Provider:
             )
         with self._rt_lock:
             self._refresh_tokens[customer_id] = refresh_token
+            self._seeded_at[customer_id] = time.time()
             self._spent.pop(_digest(refresh_token), None)
         self._cache.forget_customer(customer_id)
 
@@ -204,6 +243,7 @@ class OAuth2Provider:
     def _take_customer(self, customer_id: str) -> list[tuple[str, str]]:
         with self._rt_lock:
             refresh = self._refresh_tokens.pop(customer_id, None)
+            self._seeded_at.pop(customer_id, None)
         responses = self._cache.forget_customer(customer_id)
         tokens: list[tuple[str, str]] = []
         if refresh is not None:
