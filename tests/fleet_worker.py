@@ -34,6 +34,7 @@ def main(options: dict[str, Any]) -> None:
         minted = answer.json()
         return AuthContext({"Auth": {"Token": minted["token"]}}, expires_in=minted["expires_in"])
 
+    provider.cache_scope = "fleet-worker"  # type: ignore[attr-defined]
     cache = RedisContextCache(
         options["redis"],
         keys=[options["key"]],

@@ -84,7 +84,8 @@ class SharedContextCache(ContextCache, Protocol):
         provider: str,
         stale: CachedContext | None,
         renew: bool,
-        produce: Callable[[AuthContext | None], CachedContext],
+        rejected: bool,
+        produce: Callable[[AuthContext | None, bool], CachedContext],
         adopt: Callable[[AuthContext, str, str | None], CachedContext],
         deadline: float,
     ) -> CachedContext:
@@ -92,10 +93,12 @@ class SharedContextCache(ContextCache, Protocol):
 
         ``provider`` names what serves the customer (part of the shared key). ``stale`` is this
         process's last entry; ``renew=True`` means it must not be served again (expired,
-        rejected, or refreshed ahead). ``produce(previous)`` asks the providers, ``previous``
-        being the newest context known for the customer; ``adopt(context, plugin, version)``
-        makes an entry of a context someone else produced. ``deadline``: ``time.monotonic()``
-        past which waiting for another process is given up.
+        rejected, or refreshed ahead); ``rejected=True`` when the platform refused it, which no
+        process may serve again even if no fresh one can be had. ``produce(previous, refresh)`` asks
+        the providers, ``previous`` being the newest context known for the customer, with
+        ``needs_refresh=refresh`` (at least ``renew``: the fleet's context may be the stale one);
+        ``adopt(context, plugin, version)`` makes an entry of a context someone else produced.
+        ``deadline``: the ``time.monotonic()`` past which waiting for another process stops.
         """
 
     def forget(self, customer: Customer, provider: str) -> None:

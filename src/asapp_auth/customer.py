@@ -23,6 +23,24 @@ ContextProvider: TypeAlias = Callable[..., "Mapping[str, Any] | AuthContext | No
 """
 
 
+class _Identity:
+    """An object, compared by identity and hashed by ``id`` (providers may be unhashable)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+    def __repr__(self) -> str:
+        return f"<provider {type(self.obj).__name__}>"
+
+
 @dataclass(frozen=True, slots=True)
 class Customer:
     """An identified customer: an id, and optionally the app's own context provider for it.
@@ -35,11 +53,12 @@ class Customer:
     provider: ContextProvider | None = field(default=None, repr=False)
     _takes_id: bool = field(default=False, repr=False, compare=False)
     # What the pipeline caches this customer's context under: never a secret. The id alone for
-    # customers served by plugins (a server may cache 100,000 of them), else id and provider.
-    cache_key: str | tuple[str, int] = field(init=False, repr=False, compare=False)
+    # customers served by plugins (a server may cache 100,000 of them), else id and provider:
+    # the provider itself, held, not its id(), which a new provider reuses once the old is freed.
+    cache_key: str | tuple[str, _Identity] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        key = self.id if self.provider is None else (self.id, id(self.provider))
+        key = self.id if self.provider is None else (self.id, _Identity(self.provider))
         object.__setattr__(self, "cache_key", key)
 
     @classmethod

@@ -11,7 +11,10 @@ worker thread under asyncio); every other caller waits for that flight's outcome
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import inspect
+import json
 import logging
 import math
 import threading
@@ -203,6 +206,8 @@ class AuthPipeline(httpx.Auth):
         self._loaded = False
 
         self._pm = plugin_manager or get_plugin_manager()
+        # Configured plugins' settings, digested: part of a shared cache's key (see _provider_id).
+        self._plugin_digests: dict[str, str] = {}
         register_plugin(self._pm, _CustomerProvider(), CUSTOMER_PROVIDER)
         self._configure_plugins(plugins)
 
@@ -240,6 +245,8 @@ class AuthPipeline(httpx.Auth):
         installed = {info.name: info for info in discover()}
         # pluggy asks the last registered first: register in reverse to ask in the given order.
         for name, settings in reversed(wanted):
+            shown = json.dumps(settings, sort_keys=True, default=repr).encode()
+            self._plugin_digests[name] = hashlib.sha256(shown).hexdigest()[:16]
             info = installed.get(name)
             if info is None:
                 raise ConfigurationError(
@@ -325,23 +332,34 @@ class AuthPipeline(httpx.Auth):
         self._cleared(old)
 
     def _cleared(self, customer: Customer) -> None:
-        if self._shared is not None:
-            self._shared.forget(customer, self._provider_id(customer))
+        scope = None if self._shared is None else self._provider_id(customer)
+        if self._shared is not None and scope is not None:
+            self._shared.forget(customer, scope)
         self._notify("on_customer_cleared", pipeline=self, customer=customer)
 
-    def _provider_id(self, customer: Customer) -> str:
+    def _provider_id(self, customer: Customer) -> str | None:
         """What serves ``customer``, the same in every process running the same code and
-        configuration: part of a shared cache's key."""
+        configuration: part of a shared cache's key. ``None`` when that cannot be told, and
+        the customer's contexts stay in this process.
+
+        An app's own provider shares only under a ``cache_scope`` it declares (closures and
+        lambdas of one factory look alike across processes). Plugins share by name, settings and
+        this pipeline's origins; one registered without a name (pluggy then names it by object
+        id) keeps the pipeline from sharing at all.
+        """
         provider = customer.provider
         if provider is not None:
-            named = provider if inspect.isroutine(provider) else type(provider)
-            return f"fn:{named.__module__}.{named.__qualname__}"
-        names = [
-            impl.plugin_name
-            for impl in reversed(self._pm.hook.provide_context.get_hookimpls())
-            if impl.plugin_name != CUSTOMER_PROVIDER
-        ]
-        return "plugins:" + ",".join(names)
+            scope = getattr(provider, "cache_scope", None)
+            return f"own:{scope}" if isinstance(scope, str) and scope else None
+        names = []
+        for impl in reversed(self._pm.hook.provide_context.get_hookimpls()):
+            name = impl.plugin_name
+            if name == CUSTOMER_PROVIDER:
+                continue
+            if name.isdigit():
+                return None
+            names.append(f"{name}={self._plugin_digests.get(name, '')}")
+        return "plugins:" + ",".join(names) + "@" + ",".join(self.origins)
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of a notification hook; one failing stops no other."""
@@ -501,7 +519,7 @@ class AuthPipeline(httpx.Auth):
             assert current is not None
             return current
         if leader:
-            _spawn(self._run, flight, fetch, rejected, True)
+            _spawn(self._run, flight, fetch, rejected, True, bounded=False)
         return await flight.wait_async()
 
     def _start_refresh_ahead(self, customer: Customer, entry: CachedContext) -> None:
@@ -512,7 +530,8 @@ class AuthPipeline(httpx.Auth):
         flight, leader, _ = self._claim(customer, entry)
         if leader:
             assert flight is not None
-            _spawn(self._run, flight, _Fetch(customer, entry, True), False, True, True)
+            fetch = _Fetch(customer, entry, True)
+            _spawn(self._run, flight, fetch, False, True, True, bounded=False)
 
     def _run(
         self,
@@ -527,18 +546,18 @@ class AuthPipeline(httpx.Auth):
         key = customer.cache_key
         renew = fetch.needs_refresh or rejected
 
-        def produce(previous: AuthContext | None) -> CachedContext:
+        late: list[float] = []
+
+        def produce(previous: AuthContext | None, refresh: bool = renew) -> CachedContext:
             if rejected and stale is not None:
                 self._token_expired(customer, stale.context)
             asked_at = time.monotonic()
-            context, plugin = self._ask(customer, renew, previous)
+            # Off an event loop, at most _WORKERS providers run at once (see _WORKERS).
+            with _WORKERS if in_thread else contextlib.nullcontext():
+                context, plugin = self._ask(customer, refresh, previous)
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
-                raise ProviderTimeoutError(
-                    f"the provider for customer {customer.id!r} took {took:.1f}s, longer than "
-                    f"provider_timeout={self._provider_timeout:g}s; its answer was not used",
-                    customer_id=customer.id,
-                )
+                late.append(took)
             return self._make_entry(context, plugin, asked_at)
 
         def adopt(context: AuthContext, plugin: str, version: str | None) -> CachedContext:
@@ -546,13 +565,15 @@ class AuthPipeline(httpx.Auth):
             entry.version = version
             return entry
 
+        scope = None if self._shared is None else self._provider_id(customer)
         try:
-            if self._shared is not None:
+            if self._shared is not None and scope is not None:
                 entry = self._shared.coordinate(
                     customer,
-                    provider=self._provider_id(customer),
+                    provider=scope,
                     stale=stale,
                     renew=renew,
+                    rejected=rejected,
                     produce=produce,
                     adopt=adopt,
                     deadline=flight.deadline,
@@ -573,13 +594,26 @@ class AuthPipeline(httpx.Auth):
             if not isinstance(exc, Exception) and not in_thread:
                 raise
             return
-        if flight.resolve(entry):
-            with self._lock:
-                if not flight.orphaned:
-                    self._cache.set(key, entry)
-                if self._inflight.get(key) is flight:
-                    del self._inflight[key]
-            log.debug("context for customer %r from %s", customer.id, entry.plugin)
+        with self._lock:
+            # Kept even when it came too late for its waiters (a refresh token it spent is
+            # gone): unless the customer was switched away, or a newer one was stored meanwhile.
+            current = self._cache.get(key)
+            if not flight.orphaned and (current is None or current is stale):
+                self._cache.set(key, entry)
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+        if late:
+            flight.fail(
+                ProviderTimeoutError(
+                    f"the provider for customer {customer.id!r} took {late[0]:.1f}s, longer than "
+                    f"provider_timeout={self._provider_timeout:g}s; its answer is kept for the "
+                    "next requests",
+                    customer_id=customer.id,
+                )
+            )
+        else:
+            flight.resolve(entry)
+        log.debug("context for customer %r from %s", customer.id, entry.plugin)
 
     def _ask(
         self, customer: Customer, needs_refresh: bool, previous: AuthContext | None = None
@@ -1049,11 +1083,16 @@ def _wrap(exc: BaseException, customer: Customer) -> ProviderError:
 _WORKERS = threading.BoundedSemaphore(16)
 
 
-def _spawn(target: Callable[..., None], *args: object) -> None:
+def _spawn(target: Callable[..., None], *args: object, bounded: bool = True) -> None:
     # A daemon thread per slow operation: refreshes are rare, and a provider that hangs must
     # neither block interpreter exit nor the shutdown of an event loop's default executor.
+    # ``bounded=False``: the target takes a _WORKERS slot itself, only around the provider call,
+    # so waiting for another process (a shared cache's lock) holds up no other customer.
     threading.Thread(
-        target=_bounded, args=(target, *args), daemon=True, name="asapp-auth-provider"
+        target=_bounded if bounded else target,
+        args=(target, *args) if bounded else args,
+        daemon=True,
+        name="asapp-auth-provider",
     ).start()
 
 
