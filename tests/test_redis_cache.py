@@ -834,3 +834,59 @@ def test_keygen_makes_keys_the_ring_takes(
     assert key not in said
     assert len(KeyRing([f"file:{out}"])) == 1
     assert main(["keygen", "--out", str(out)]) == 2  # never overwrites a key
+
+
+def test_waiting_for_other_processes_locks_holds_up_no_other_customer(
+    platform: FakePlatform, redis_server: RedisServer, namespace: str
+) -> None:
+    """20 customers whose locks another process holds do not delay a 21st under asyncio."""
+    raw = redis.Redis.from_url(redis_server.url)
+    cache = make_cache(redis_server, namespace)
+    pipeline = pipeline_for(platform, cache, provider_timeout=1.0)
+    blocked = [pipeline.for_customer(f"c{i}", Minter(platform, f"c{i}")) for i in range(20)]
+    for auth in blocked:
+        name = cache._name(auth.customer, pipeline._provider_id(auth.customer))  # type: ignore[arg-type]
+        raw.set(f"{name}:lock", "another-process", px=10_000)
+    free = pipeline.for_customer("free", Minter(platform, "free"))
+
+    async def run() -> float:
+        waiting = [asyncio.create_task(auth.aget_context()) for auth in blocked]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        assert await free.aget_context() is not None
+        took = time.monotonic() - started
+        await asyncio.gather(*waiting, return_exceptions=True)
+        return took
+
+    assert asyncio.run(run()) < 0.5
+
+
+def test_an_outage_warns_once_and_its_end_once(
+    platform: FakePlatform,
+    namespace: str,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer().start()
+    try:
+        cache = RedisContextCache(
+            server.url, keys=[KEY], namespace=namespace, front_ttl=0.01, retry_after=0.05
+        )
+        pipeline = pipeline_for(platform, cache)
+        pipeline.load("alice", Minter(platform, "alice"))
+        assert pipeline.get_context() is not None
+        server.stop()
+        for _ in range(10):
+            assert pipeline.get_context() is not None
+            time.sleep(0.06)
+        server.start()
+        time.sleep(0.06)
+        for _ in range(3):
+            assert pipeline.get_context() is not None
+            time.sleep(0.02)
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("did not answer" in m for m in messages) == 1
+        assert sum("answers again" in m for m in messages) == 1
+        cache.close()
+    finally:
+        server.close()
