@@ -203,12 +203,8 @@ def _shared_cache(
             url, keys=keys, maxsize=settings.get("cache_size", 10_000), **options
         )
     except ConfigurationError as exc:
-        problems.append(f"{where}{_setting_of(str(exc))}{exc}")
-
-
-def _setting_of(message: str) -> str:
-    """Messages from the cache name their setting (``setting 'cache.keys[0]'``) already."""
-    return "" if message.startswith(("setting ", "cache.")) else "(redis) "
+        # Its messages name the setting already ("cache.url ...", "setting 'cache.keys[0]' ...").
+        problems.append(f"{where.removesuffix('cache.')}{exc}")
 
 
 def _validate(table: Mapping[str, Any], where: str, problems: list[str], source: str) -> Config:
