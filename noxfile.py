@@ -84,7 +84,16 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the alternatives, side by side in one run (figures, not assertions)."""
     install_all(session)
-    session.install("httpx-auth", "authlib", "PyJWT[crypto]")
+    # matplotlib draws the report's chart: only this session needs it.
+    session.install("httpx-auth", "authlib", "PyJWT[crypto]", "matplotlib==3.11.2")
     quick = ["--quick"] if "--quick" in session.posargs else []
-    for script in ("bench_cached_path", "bench_stampede", "bench_customers", "bench_jwt"):
+    for script in (
+        "bench_cached_path",
+        "bench_stampede",
+        "bench_customers",
+        "bench_jwt",
+        "bench_oauth2_e2e",
+    ):
         session.run("python", f"bench/{script}.py", *quick)
+    # The tables and chart for docs/performance.md, from bench/results/.
+    session.run("python", "bench/report.py")

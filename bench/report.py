@@ -1,0 +1,256 @@
+"""The published figures: every benchmark's JSON in bench/results/, rendered for the docs.
+
+    python bench/report.py [--results DIR] [--out DIR]
+
+Writes into docs/performance/ (``--out``): one Markdown file per scenario, holding the tables that
+scenario's script prints (docs/performance.md includes them); ``summary.md``, each target met or
+missed, and what the figures were measured with; ``results.json``, every scenario's figures in
+one file; and ``overhead.png``, scenario 1's cost over raw httpx per library, when matplotlib is
+installed (the nox ``bench`` session installs it). A scenario with no results yet gets a line
+saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import textwrap
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Scenario name: its script's module (bench_<name>), its results file (<name>.json), its title.
+SCENARIOS = {
+    "cached_path": "Cached path",
+    "stampede": "Refresh stampede",
+    "customers": "Many customers",
+    "jwt": "JWT signing",
+    "oauth2_e2e": "OAuth2 end to end",
+}
+PACKAGES = ["httpx", "httpx-auth", "Authlib", "PyJWT", "cryptography", "pluggy", "cachetools"]
+CACHED_PATH_TARGET = 2.0  # µs over raw httpx, the auth flow alone
+RAW = "raw httpx, static header"
+# One colour per library, in every panel.
+COLOURS = {
+    "one-header httpx.Auth": "#8c8c8c",
+    "asapp-auth": "#1f77b4",
+    "asapp-auth, token + one more header (redirect guard on)": "#aec7e8",
+    "httpx-auth client credentials": "#ff7f0e",
+    "authlib OAuth2Client": "#2ca02c",
+}
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    """Each scenario's JSON document, for the scenarios that have one."""
+    found = {}
+    for name in SCENARIOS:
+        path = results / f"{name}.json"
+        if path.exists():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def scenario_markdown(name: str, data: dict[str, Any] | None) -> str:
+    if data is None:
+        return f"*Not measured yet: run `nox -s bench` (or `python bench/bench_{name}.py`).*\n"
+    module = importlib.import_module(f"bench_{name}")
+    text: str = module.markdown(data)
+    if data.get("quick"):
+        note = "These figures are from a `--quick` run: few rounds, for a smoke test."
+        text = f"!!! warning\n    {note}\n\n{text}"
+    return text.rstrip() + "\n"
+
+
+# -- targets --------------------------------------------------------------------------------------
+
+
+def targets(found: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(scenario, target, measured, verdict) for each scenario measured."""
+    rows = []
+    if "cached_path" in found:
+        flow = found["cached_path"]["results"]["auth flow alone (no transport)"]
+        over = flow["asapp-auth"] - flow[RAW]
+        rows.append(
+            (
+                SCENARIOS["cached_path"],
+                f"asapp-auth under {CACHED_PATH_TARGET:g} µs over raw httpx per request "
+                "(the auth flow alone)",
+                f"{over:+.1f} µs (a one-header `httpx.Auth`: "
+                f"{flow['one-header httpx.Auth'] - flow[RAW]:+.1f} µs)",
+                verdict(over < CACHED_PATH_TARGET),
+            )
+        )
+    if "stampede" in found:
+        data = found["stampede"]
+        stampede = importlib.import_module("bench_stampede")
+        parts, met = [], True
+        for key, label in (("threads_results", "threads"), ("tasks_results", "tasks")):
+            ours = data[key]["asapp-auth"]
+            met = met and stampede.target_met(ours)
+            parts.append(
+                f"{label}: {ours['wall'] / ours['one_caller']:.1f}x, "
+                f"{ours['calls']:g} token call(s)"
+            )
+        rows.append(
+            (
+                SCENARIOS["stampede"],
+                f"every caller answered within {data['target']:g}x the time one caller takes "
+                f"({data['threads']} threads; {data['tasks']:,} tasks)",
+                "; ".join(parts),
+                verdict(met),
+            )
+        )
+    if "customers" in found:
+        memory = found["customers"]["memory"]
+        beyond = memory["beyond_token_bytes"]
+        rows.append(
+            (
+                SCENARIOS["customers"],
+                f"under {memory['target']:,} bytes per cached customer beyond its token",
+                f"{beyond:,.0f} bytes ({memory['customers']:,} customers)",
+                verdict(beyond < memory["target"]),
+            )
+        )
+    if "jwt" in found:
+        ratios = {a: r["ours_over_cryptography"] for a, r in found["jwt"]["results"].items()}
+        rows.append(
+            (
+                SCENARIOS["jwt"],
+                "asapp-auth-jwt signs at 0.8x the rate of `cryptography` alone or better",
+                ", ".join(f"{a} {r:.2f}x" for a, r in ratios.items()),
+                verdict(min(ratios.values()) >= 0.8),
+            )
+        )
+    if "oauth2_e2e" in found:
+        data = found["oauth2_e2e"]
+        e2e = importlib.import_module("bench_oauth2_e2e")
+        parts, met = [], True
+        for key, label in (("threads_results", "threads"), ("tasks_results", "tasks")):
+            met = met and e2e.met(data[key])
+            ours = data[key][e2e.AHEAD]
+            parts.append(f"{label}: {ours['failed']:,} failed, {ours['waited']:,} waited")
+        rows.append(
+            (
+                SCENARIOS["oauth2_e2e"],
+                "with refresh ahead, no request fails at a token expiry and none waits on a "
+                "refresh",
+                "; ".join(parts),
+                verdict(met),
+            )
+        )
+    return rows
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def environment(results: Path, found: dict[str, dict[str, Any]]) -> str:
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    newest = max((results / f"{name}.json").stat().st_mtime for name in found)
+    day = datetime.fromtimestamp(newest, UTC).date().isoformat()
+    return (
+        f"Measured on {day} with Python {platform.python_version()} on {platform.system()} "
+        f"{platform.machine()} ({os.cpu_count()} CPUs, shared with other work: the figures are "
+        f"noisy), {', '.join(versions)}."
+    )
+
+
+def summary(results: Path, found: dict[str, dict[str, Any]]) -> str:
+    if not found:
+        return "*Not measured yet: run `nox -s bench`.*\n"
+    lines = ["| scenario | target | measured | verdict |", "| --- | --- | --- | --- |"]
+    lines += [f"| {' | '.join(row)} |" for row in targets(found)]
+    lines += ["", environment(results, found)]
+    return "\n".join(lines) + "\n"
+
+
+# -- chart ----------------------------------------------------------------------------------------
+
+
+def overhead_chart(data: dict[str, Any], path: Path) -> None:
+    """Scenario 1: microseconds over raw httpx per request, a panel per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = data["results"]
+    fig, axes = plt.subplots(len(settings), 1, figsize=(8, 2.2 * len(settings) + 0.8))
+    for ax, (setting, medians) in zip(axes, settings.items(), strict=True):
+        raw = medians[RAW]
+        names = [name for name in COLOURS if name in medians]
+        overs = [medians[name] - raw for name in names]
+        labels = [textwrap.fill(name, 34) for name in names]
+        bars = ax.barh(labels, overs, color=[COLOURS[name] for name in names])
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", linewidth=0.8)
+        if setting.startswith("auth flow"):
+            ax.axvline(CACHED_PATH_TARGET, color="#d62728", linestyle="--", linewidth=1)
+            ax.text(
+                CACHED_PATH_TARGET,
+                len(names) - 0.45,
+                f" target: {CACHED_PATH_TARGET:g} µs",
+                color="#d62728",
+                fontsize=8,
+                va="top",
+            )
+        ax.bar_label(
+            bars,
+            labels=[f"{v:+.1f}" for v in overs],
+            padding=3,
+            fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},  # over the target line
+        )
+        low, high = min(0.0, *overs), max(0.0, *overs)
+        span = (high - low) or 1.0
+        # Room for the value labels at both ends: a negative one sits left of its bar.
+        ax.set_xlim(low - (0.2 if low < 0 else 0.05) * span, high + 0.15 * span)
+        ax.set_title(f"{setting} (raw httpx: {raw:,.1f} µs)", fontsize=10, loc="left")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("µs per request over raw httpx with a static header (median)")
+    fig.suptitle("Cached path: what each auth layer adds to a request", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    found = load(args.results)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SCENARIOS:
+        (out / f"{name}.md").write_text(scenario_markdown(name, found.get(name)))
+    (out / "summary.md").write_text(summary(args.results, found))
+    document = {"environment": environment(args.results, found) if found else None, **found}
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    if "cached_path" in found:
+        try:
+            overhead_chart(found["cached_path"], out / "overhead.png")
+        except ImportError:
+            print("report: matplotlib is not installed, overhead.png is unchanged", file=sys.stderr)
+    written = sorted(p.name for p in out.iterdir())
+    print(f"wrote {', '.join(written)} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
