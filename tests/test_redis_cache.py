@@ -77,6 +77,19 @@ def pipeline_for(platform: FakePlatform, cache: RedisContextCache, **options: An
     return AuthPipeline([platform.origin], cache=cache, **options)
 
 
+def two_processes(
+    platform: FakePlatform, server: RedisServer, namespace: str, minter: Minter, **cache: Any
+) -> tuple[AuthPipeline, AuthPipeline]:
+    """Two pipelines with caches of their own on one Redis namespace, as two processes have,
+    both serving alice with ``minter``."""
+    pipelines = []
+    for _ in range(2):
+        pipeline = pipeline_for(platform, make_cache(server, namespace, **cache))
+        pipeline.load("alice", minter)
+        pipelines.append(pipeline)
+    return pipelines[0], pipelines[1]
+
+
 # -- sealing ------------------------------------------------------------------------------------
 
 
@@ -361,10 +374,7 @@ def test_a_refresh_after_a_rejection_reaches_the_other_processes_copies(
     platform: FakePlatform, redis_server: RedisServer, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=600))
-    b = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=600))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter, front_ttl=600)
     old = a.get_context().token
     assert b.get_context().token == old
     platform.expire(old)
@@ -382,10 +392,7 @@ def test_clearing_a_customer_drops_its_context_for_the_fleet(
     platform: FakePlatform, redis_server: RedisServer, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=600))
-    b = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=600))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter, front_ttl=600)
     old = a.get_context().token
     assert b.get_context().token == old
     a.clear()
@@ -532,10 +539,7 @@ def test_many_tasks_on_two_processes_share_one_fetch_and_survive_cancellation(
 ) -> None:
     minter = Minter(platform, "alice")
     minter.delay = 0.2
-    a = pipeline_for(platform, make_cache(redis_server, namespace))
-    b = pipeline_for(platform, make_cache(redis_server, namespace))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter)
 
     async def run() -> set[str | None]:
         doomed = [asyncio.create_task(a.aget_context()) for _ in range(50)]
@@ -689,10 +693,7 @@ def test_the_lock_is_kept_while_a_slow_provider_runs(
     """A provider slower than lock_ttl keeps the lock: the other process waits, never refreshes."""
     minter = Minter(platform, "alice")
     minter.delay = 1.0
-    a = pipeline_for(platform, make_cache(redis_server, namespace, lock_ttl=0.3))
-    b = pipeline_for(platform, make_cache(redis_server, namespace, lock_ttl=0.3))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter, lock_ttl=0.3)
     first = threading.Thread(target=a.get_context)
     first.start()
     time.sleep(0.2)
@@ -706,10 +707,7 @@ def test_a_customer_cleared_during_a_refresh_does_not_come_back(
     platform: FakePlatform, redis_server: RedisServer, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace))
-    b = pipeline_for(platform, make_cache(redis_server, namespace))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter)
     old = a.get_context().token
     minter.delay = 0.5
     refreshing = threading.Thread(target=a.get_context, kwargs={"needs_refresh": True})
@@ -758,10 +756,7 @@ def test_a_forced_refresh_produces_even_without_a_local_copy(
     platform: FakePlatform, redis_server: RedisServer, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace))
-    b = pipeline_for(platform, make_cache(redis_server, namespace))
-    a.load("alice", minter)
-    b.load("alice", minter)
+    a, b = two_processes(platform, redis_server, namespace, minter)
     old = a.get_context().token
     assert b.get_context(needs_refresh=True).token != old
     assert minter.calls == [False, True]
