@@ -885,3 +885,26 @@ def test_an_outage_warns_once_and_its_end_once(
         cache.close()
     finally:
         server.close()
+
+
+def test_a_refused_context_read_again_from_redis_is_not_taken_for_a_refreshed_one(
+    platform: FakePlatform, redis_server: RedisServer, namespace: str
+) -> None:
+    """A request refused with 401 retries with a new context, even when another request read
+    the same (refused) context again from Redis meanwhile, as a new entry of the same version."""
+    minter = Minter(platform, "alice")
+    pipeline = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=0.2))
+    pipeline.load("alice", minter)
+    refused = pipeline.get_context().token
+    platform.expire(refused)
+    with httpx.Client() as client:
+        flow = pipeline.sync_auth_flow(httpx.Request("GET", f"{platform.url}/v1/account"))
+        sent = next(flow)
+        time.sleep(0.25)  # this process's copy lapses...
+        assert pipeline.get_context().token == refused  # ...and is read again from Redis
+        answer = client.send(sent)
+        assert answer.status_code == 401
+        retry = flow.send(answer)
+        assert retry.headers["Authorization"] != f"Bearer {refused}"
+        assert client.send(retry).status_code == 200
+    assert minter.calls == [False, True]

@@ -470,7 +470,7 @@ class AuthPipeline(httpx.Auth):
         key = customer.cache_key
         with self._lock:
             current = self._cache.get(key)
-            if rejected and current is stale and current is not None:
+            if rejected and current is not None and _same(current, stale):
                 self._cache.pop(key)  # never serve a context the server has refused
                 current = None
             fresh = current is not None and time.monotonic() < current.expires_at
@@ -598,7 +598,7 @@ class AuthPipeline(httpx.Auth):
             # Kept even when it came too late for its waiters (a refresh token it spent is
             # gone): unless the customer was switched away, or a newer one was stored meanwhile.
             current = self._cache.get(key)
-            if not flight.orphaned and (current is None or current is stale):
+            if not flight.orphaned and (current is None or _same(current, stale)):
                 self._cache.set(key, entry)
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
@@ -1053,6 +1053,14 @@ async def _run_async(
         return
     finally:
         flow.close()
+
+
+def _same(entry: CachedContext, other: CachedContext | None) -> bool:
+    """The same context: the same entry, or a shared cache's copy of the same version (a copy
+    read again from Redis is a new entry of the context the server may have just refused)."""
+    return entry is other or (
+        other is not None and entry.version is not None and entry.version == other.version
+    )
 
 
 def _check_replayable(request: httpx.Request, customer: Customer | None) -> None:

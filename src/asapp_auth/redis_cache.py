@@ -110,7 +110,7 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
-_POLL_FIRST, _POLL_MAX = 0.005, 0.05
+_POLL_FIRST, _POLL_MAX = 0.002, 0.02
 _WARN_EVERY = 60.0
 
 
@@ -299,7 +299,15 @@ class RedisContextCache(MemoryContextCache):
                 # away): share this copy rather than refresh.
                 self._share(name, customer, stale)
                 return self._front(adopt(stale.context, stale.plugin, stale.version))
-            waited = self._take_lock(name, token, deadline, customer)
+            waited = False
+            while not self._take_lock(name, token, deadline, customer, found):
+                # Another process stored a newer context while this one waited: read it.
+                waited = True
+                found = self._read(name, customer)
+                usable = self._usable(found, avoid, ours, adopt)
+                if usable is not None:
+                    self._count("waited")
+                    return self._front(usable)
             try:
                 found = self._read(name, customer)
                 usable = self._usable(found, avoid, ours, adopt)
@@ -308,8 +316,7 @@ class RedisContextCache(MemoryContextCache):
                 raise
             if usable is not None:
                 self._release_lock(name, token)
-                if waited:
-                    self._count("waited")
+                self._count("waited" if waited else "adopted")
                 return self._front(usable)
         except _Down as exc:
             self._fell_back(exc)
@@ -529,14 +536,30 @@ class RedisContextCache(MemoryContextCache):
         entry.version = f"{ours + 1}.{secrets.token_hex(6)}"
         return self._front(entry)
 
-    def _take_lock(self, name: str, token: str, deadline: float, customer: Customer) -> bool:
-        """Take the customer's refresh lock; ``True`` when another process held it first.
-        Raises ``ProviderTimeoutError`` past ``deadline``."""
-        lock_key = self._keys_of(name)[1]
+    def _take_lock(
+        self, name: str, token: str, deadline: float, customer: Customer, seen: _Found | None
+    ) -> bool:
+        """Take the customer's refresh lock (``True``), or return ``False`` as soon as an entry
+        newer than ``seen`` is stored. Raises ``ProviderTimeoutError`` past ``deadline``."""
+        ctx, lock_key, _ = self._keys_of(name)
         ttl = max(1, int(self._lock_ttl * 1000))
-        pause, waited = _POLL_FIRST, False
-        while not self._call(lambda: self._redis.set(lock_key, token, nx=True, px=ttl)):
-            waited = True
+        seen_gen = -1 if seen is None else seen.gen
+        pause = _POLL_FIRST
+
+        def attempt() -> tuple[bool, int]:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(lock_key, token, nx=True, px=ttl)
+                pipe.getrange(ctx, 0, 19)  # the generation, not the whole sealed value
+                taken, head = pipe.execute()
+            gen = bytes(head).partition(b"|")[0]
+            return bool(taken), int(gen) if gen.isdigit() else -1
+
+        while True:
+            taken, gen = self._call(attempt)
+            if taken:
+                return True
+            if gen > seen_gen:
+                return False
             if time.monotonic() + pause > deadline:
                 raise ProviderTimeoutError(
                     f"another process kept refreshing the context of customer {customer.id!r} "
@@ -547,7 +570,6 @@ class RedisContextCache(MemoryContextCache):
                 )
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
-        return waited
 
     def _renewing(self, name: str, token: str) -> threading.Event:
         """Keep the lock while the provider runs; set the returned event to stop."""
