@@ -7,6 +7,7 @@ passes on a fresh machine.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -95,5 +96,10 @@ def bench(session: nox.Session) -> None:
         "bench_oauth2_e2e",
     ):
         session.run("python", f"bench/{script}.py", *quick)
+    # redis-server comes from the machine (dev.py test installs Debian's), not from pip.
+    if shutil.which("redis-server"):
+        session.run("python", "bench/bench_shared_cache.py", *quick)
+    else:
+        session.warn("redis-server not found: bench_shared_cache skipped")
     # The tables and chart for docs/performance.md, from bench/results/.
     session.run("python", "bench/report.py")

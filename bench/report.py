@@ -32,6 +32,7 @@ SCENARIOS = {
     "customers": "Many customers",
     "jwt": "JWT signing",
     "oauth2_e2e": "OAuth2 end to end",
+    "shared_cache": "Shared cache on Redis",
 }
 PACKAGES = ["httpx", "httpx-auth", "Authlib", "PyJWT", "cryptography", "pluggy", "cachetools"]
 CACHED_PATH_TARGET = 2.0  # µs over raw httpx, the auth flow alone
@@ -144,7 +145,28 @@ def targets(found: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]
                 verdict(met),
             )
         )
+    if "shared_cache" in found:
+        rows.append(shared_cache_target(found["shared_cache"]))
     return rows
+
+
+def shared_cache_target(data: dict[str, Any]) -> tuple[str, str, str, str]:
+    fleet = data["fleet"]
+    shared = "shared (RedisContextCache)"
+    calls = max(fleet[plan]["on expiry"][shared]["token_calls_max"] for plan in fleet)
+    failed = sum(
+        figures["failures"]
+        for cases in fleet.values()
+        for caches in cases.values()
+        for figures in caches.values()
+    )
+    return (
+        SCENARIOS["shared_cache"],
+        f"one token call for {data['processes']} processes x {data['callers']} requests at a "
+        "token expiry, and no failed request",
+        f"{calls:g} token call(s) at most; {failed:,} failed",
+        verdict(calls == 1 and failed == 0),
+    )
 
 
 def verdict(met: bool) -> str:
