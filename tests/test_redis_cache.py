@@ -908,3 +908,42 @@ def test_a_refused_context_read_again_from_redis_is_not_taken_for_a_refreshed_on
         assert retry.headers["Authorization"] != f"Bearer {refused}"
         assert client.send(retry).status_code == 200
     assert minter.calls == [False, True]
+
+
+def test_a_refused_request_that_joins_a_mere_re_read_still_gets_a_refreshed_context(
+    platform: FakePlatform, redis_server: RedisServer, namespace: str
+) -> None:
+    """A fetch already in flight that only reads Redis again brings back the refused context;
+    the refused request then starts a refresh instead of retrying with it (seen in the fleet
+    benchmark as 'rejected again right after it was refreshed')."""
+    gate = threading.Event()
+
+    class Gated(RedisContextCache):
+        def coordinate(self, customer: Any, **options: Any) -> Any:
+            if not options["renew"]:
+                gate.wait(5)  # the re-read is slow, so the refused request joins it
+            return super().coordinate(customer, **options)
+
+    minter = Minter(platform, "alice")
+    cache = Gated(redis_server.url, keys=[KEY], namespace=namespace, front_ttl=0.1)
+    pipeline = pipeline_for(platform, cache)
+    pipeline.load("alice", minter)
+    gate.set()
+    refused = pipeline.get_context().token
+    gate.clear()
+    platform.expire(refused)
+    with httpx.Client() as client:
+        flow = pipeline.sync_auth_flow(httpx.Request("GET", f"{platform.url}/v1/account"))
+        sent = next(flow)
+        time.sleep(0.15)  # the copy lapses; a re-read starts and is held at the gate
+        reader = threading.Thread(target=pipeline.get_context)
+        reader.start()
+        time.sleep(0.05)
+        answer = client.send(sent)
+        assert answer.status_code == 401
+        threading.Timer(0.2, gate.set).start()
+        retry = flow.send(answer)  # joins the re-read, then refreshes
+        reader.join()
+        assert retry.headers["Authorization"] != f"Bearer {refused}"
+        assert client.send(retry).status_code == 200
+    assert minter.calls == [False, True]

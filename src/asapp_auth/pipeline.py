@@ -65,6 +65,10 @@ log = logging.getLogger("asapp_auth")
 CUSTOMER_PROVIDER = "customer-provider"
 # How many times one request re-resolves its customer when it is switched under it.
 _MAX_SWITCHES = 8
+# A request whose context was refused may join a fetch already in flight; with a shared cache
+# that fetch can be a mere re-read that brings back the refused context. It then claims again
+# (the refused copy is dropped and a refresh starts), this many times at most.
+_REJOINS = 3
 
 
 class _CustomerProvider:
@@ -505,22 +509,34 @@ class AuthPipeline(httpx.Auth):
                 del self._inflight[key]
 
     def _fetch_sync(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
-        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected, fetch.bound)
-        if flight is None:
-            assert current is not None
-            return current
-        if leader:
-            self._run(flight, fetch, rejected, in_thread=False)
-        return flight.wait()
+        for _ in range(_REJOINS):
+            flight, leader, current = self._claim(
+                fetch.customer, fetch.stale, rejected, fetch.bound
+            )
+            if flight is None:
+                assert current is not None
+                return current
+            if leader:
+                self._run(flight, fetch, rejected, in_thread=False)
+            entry = flight.wait()
+            if not (rejected and _same(entry, fetch.stale)):
+                break
+        return entry
 
     async def _fetch_async(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
-        flight, leader, current = self._claim(fetch.customer, fetch.stale, rejected, fetch.bound)
-        if flight is None:
-            assert current is not None
-            return current
-        if leader:
-            _spawn(self._run, flight, fetch, rejected, True, bounded=False)
-        return await flight.wait_async()
+        for _ in range(_REJOINS):
+            flight, leader, current = self._claim(
+                fetch.customer, fetch.stale, rejected, fetch.bound
+            )
+            if flight is None:
+                assert current is not None
+                return current
+            if leader:
+                _spawn(self._run, flight, fetch, rejected, True, bounded=False)
+            entry = await flight.wait_async()
+            if not (rejected and _same(entry, fetch.stale)):
+                break
+        return entry
 
     def _start_refresh_ahead(self, customer: Customer, entry: CachedContext) -> None:
         with self._lock:
