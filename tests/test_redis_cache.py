@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from asapp_auth import AuthContext, AuthPipeline
+from asapp_auth import AuthContext, AuthPipeline, CachedContext
 from asapp_auth.errors import ConfigurationError
 from asapp_auth.redis_cache import RedisContextCache
 from asapp_auth.sealing import KeyRing, generate_key
@@ -947,3 +948,41 @@ def test_a_refused_request_that_joins_a_mere_re_read_still_gets_a_refreshed_cont
         assert retry.headers["Authorization"] != f"Bearer {refused}"
         assert client.send(retry).status_code == 200
     assert minter.calls == [False, True]
+
+
+def test_hosts_with_different_clocks_agree_on_expiry(
+    platform: FakePlatform,
+    redis_server: RedisServer,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Expiry is counted on Redis's clock: a host whose clock is an hour ahead still serves the
+    fleet's fresh context instead of refreshing it."""
+    minter = Minter(platform, "alice")
+    a, b = two_processes(platform, redis_server, namespace, minter)
+    token = a.get_context().token
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # B's host runs an hour ahead
+    assert b.get_context().token == token
+    assert minter.calls == [False]
+
+
+def test_a_copy_older_than_a_notice_is_not_installed(
+    platform: FakePlatform, redis_server: RedisServer, namespace: str
+) -> None:
+    """A notice of generation 5 that arrives while this process was still reading generation 3
+    keeps generation 3 out of its cache."""
+    cache = make_cache(redis_server, namespace)
+    pipeline = pipeline_for(platform, cache)
+    customer = pipeline.set_customer("alice", Minter(platform, "alice"))
+    entry = pipeline.get_context()
+    assert entry is not None
+    name = cache._name(customer, pipeline._provider_id(customer))  # type: ignore[arg-type]
+    cache.clear()
+    cache._notice(f"{name} 5.abc".encode())
+    older = CachedContext(entry, "minter", 0.0, math.inf, math.inf, version="3.def")
+    cache.set(customer.cache_key, older)
+    assert cache.get(customer.cache_key) is None
+    newer = CachedContext(entry, "minter", 0.0, math.inf, math.inf, version="5.abc")
+    cache.set(customer.cache_key, newer)
+    assert cache.get(customer.cache_key) is newer
