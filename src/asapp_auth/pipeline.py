@@ -27,6 +27,7 @@ from typing import Any, Literal
 import httpx
 import pluggy
 
+from ._checks import seconds as _seconds
 from ._flight import Flight
 from .attach import Attacher, Attachment, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
@@ -118,16 +119,6 @@ _Op = _Fetch | _Rejected | _Login | _ReadBody
 # What the cached path put on a request, for the slow path to carry on from:
 # (customer, generation, entry, attachment). A plain tuple: one is made per request.
 _Sent = tuple[Customer | None, int, CachedContext | None, Attachment | None]
-
-
-def _seconds(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConfigurationError(
-            f"{name} must be {'above' if positive else 'at least'} 0, not {value!r}"
-        )
-    return float(value)
 
 
 class AuthPipeline(httpx.Auth):

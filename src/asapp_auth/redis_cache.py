@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._checks import seconds
 from .cache import CachedContext, MemoryContextCache
 from .context import AuthContext
 from .customer import Customer
@@ -136,14 +137,6 @@ def _gen(version: str | None) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def _number(name: str, value: object, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"cache.{name} must be a number of seconds, not {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConfigurationError(f"cache.{name} must be above 0, not {value!r}")
-    return float(value)
-
-
 def _shown_url(url: str) -> str:
     """Scheme, host, port and database: never a user name, password or query."""
     parts = urlsplit(url)
@@ -192,11 +185,11 @@ class RedisContextCache(MemoryContextCache):
             raise ConfigurationError(f"cache.namespace must be one word, not {namespace!r}")
         self._ring = KeyRing(keys)
         self._namespace = namespace
-        self._front_ttl = _number("front_ttl", front_ttl)
-        self._lock_ttl = _number("lock_ttl", lock_ttl)
-        self._state_ttl = _number("state_ttl", state_ttl, positive=False)
-        self._timeout = _number("timeout", timeout)
-        self._retry_after = _number("retry_after", retry_after, positive=False)
+        self._front_ttl = seconds("cache.front_ttl", front_ttl, positive=True)
+        self._lock_ttl = seconds("cache.lock_ttl", lock_ttl, positive=True)
+        self._state_ttl = seconds("cache.state_ttl", state_ttl)
+        self._timeout = seconds("cache.timeout", timeout, positive=True)
+        self._retry_after = seconds("cache.retry_after", retry_after)
         self._owns_client = client is None
         if client is None:
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
