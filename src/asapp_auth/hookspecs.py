@@ -66,7 +66,8 @@ def on_login_required(
     the event loop and may block while the app logs the customer in; ``set_customer`` may be called
     from this or any other thread or task, now or later. The waiting requests then go on as the new
     customer; when none is set within the pipeline's ``login_timeout`` they raise
-    ``LoginRequiredError``.
+    ``LoginRequiredError``. A ``LoginRequiredError`` (or subclass) the handler raises is what the
+    waiting requests raise; any other exception is chained to a ``LoginRequiredError``.
 
     :returns: ``True`` when this implementation took charge of the login; ``False`` when the login
         was declined (the waiting requests fail at once). ``None`` means "not mine": the next

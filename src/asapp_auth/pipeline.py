@@ -259,6 +259,12 @@ class AuthPipeline(httpx.Auth):
     def origins(self) -> list[str]:
         return sorted(format_origin(origin) for origin in self._origins)
 
+    @property
+    def login_timeout(self) -> float:
+        """How long requests wait for ``set_customer`` once a login is required: a login
+        handler that blocks may bound its own work by it."""
+        return self._login_timeout
+
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object (its ``@hookimpl`` methods); it is asked before older ones."""
         return register_plugin(self._pm, plugin, name)
@@ -728,6 +734,10 @@ class AuthPipeline(httpx.Auth):
             taken = self._pm.hook.on_login_required(
                 pipeline=self, customer=op.customer, reason=op.reason
             )
+        except LoginRequiredError as exc:
+            # The handler's own account of why the login failed (a refused or timed-out login):
+            # the waiting requests get it as it is.
+            error = exc
         except Exception as exc:
             error = LoginRequiredError(
                 f"the on_login_required handler raised {type(exc).__name__}; "
@@ -759,14 +769,24 @@ class AuthPipeline(httpx.Auth):
 
     async def _login_async(self, op: _Login) -> Customer:
         flight, leader, current, gone = self._claim_login(op)
-        if gone is not None:
+        if leader:
+            assert flight is not None
+            # In one worker, in this order, as _login_sync does: a login handler must not have
+            # what it stores for the customer dropped by the clearing of the gone session.
+            _spawn(self._clear_then_login, gone, flight, op)
+        elif gone is not None:
             _spawn(self._cleared, gone)  # plugins may block in it (a revocation call)
         if flight is None:
             assert current is not None
             return current
-        if leader:
-            _spawn(self._run_login, flight, op)
         return await flight.wait_async()
+
+    def _clear_then_login(
+        self, gone: Customer | None, flight: Flight[Customer], op: _Login
+    ) -> None:
+        if gone is not None:
+            self._cleared(gone)
+        self._run_login(flight, op)
 
     # -- the httpx flow -------------------------------------------------------------------------
 
