@@ -298,6 +298,10 @@ class AuthServer(AuthorizationServer):
 
     def login(self, client_id: str, user: str, scope: str = "read") -> str:
         """What the app's own login flow would do: issue a refresh token for ``user``."""
+        return str(self.login_token(client_id, user, scope)["refresh_token"])
+
+    def login_token(self, client_id: str, user: str, scope: str = "read") -> dict[str, Any]:
+        """The whole token response a login gives ``user``: access and refresh token, scope."""
         self.users.add(user)
         token = self._generate("authorization_code", self.clients[client_id], user, scope)
         self._store(
@@ -310,7 +314,7 @@ class AuthServer(AuthorizationServer):
                 token["expires_in"],
             )
         )
-        return str(token["refresh_token"])
+        return token
 
     def site_login(self, user: str) -> str:
         """A site session token for ``user``, as the customer's own site would issue."""
@@ -363,6 +367,7 @@ class AuthServer(AuthorizationServer):
             "access_token": "at-" + secrets.token_urlsafe(24),
             "expires_in": self.lifetime,
         }
+        scope = client.get_allowed_scope(scope)  # a server grants what the client may have
         if scope:
             token["scope"] = scope
         if include_refresh_token and user is not None:

@@ -141,6 +141,28 @@ class TokenCache:
                 self._served[(customer_id, key)] = entry.generation
             return entry.response, min(entry.response.expires_in, entry.expires_at - now)
 
+    def put(
+        self, key: Hashable, response: TokenResponse, expires_at: float, *, owner: str | None
+    ) -> None:
+        """Store a token the app already holds (a login's) as if just fetched, though not
+        counted in ``fetches``; no customer has been served it yet."""
+        slot = self._slot(key, owner)
+        with slot.lock:
+            with self._guard:
+                self._generation += 1
+                generation = self._generation
+            slot.entry = CachedToken(response, generation, self._clock(), expires_at)
+
+    def newest(self, owner: str | None) -> TokenResponse | None:
+        """The newest token held for ``owner`` (``None``: the shared tokens), expired or not."""
+        with self._guard:
+            entries = [
+                s.entry
+                for s in self._slots.values()
+                if s.customer_id == owner and s.entry is not None
+            ]
+        return max(entries, key=lambda e: e.generation).response if entries else None
+
     def peek(self, key: Hashable) -> TokenResponse | None:
         """The token stored under ``key``, expired or not, without fetching."""
         with self._guard:

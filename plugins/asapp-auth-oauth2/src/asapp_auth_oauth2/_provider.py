@@ -20,7 +20,7 @@ from asapp_auth.errors import ProviderError
 
 from ._cache import TokenCache
 from ._discovery import Discovery
-from ._response import TokenResponse, parse_token_response
+from ._response import TokenResponse, parse_token_response, token_dict
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
 from .errors import InvalidGrantError, SessionGoneError
@@ -68,6 +68,9 @@ class OAuth2Provider:
         self._seeded_at: dict[str, float] = {}
         # Digests of refresh tokens already spent (rotated away or refused): never sent again.
         self._spent: cachetools.LRUCache[str, bool] = cachetools.LRUCache(100_000)
+        # Access tokens the app gave with set_token, and when they expire (monotonic clock):
+        # put in the token cache at the customer's next request, when its key is known.
+        self._given: dict[str, tuple[TokenResponse, float]] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> OAuth2Provider:
@@ -152,6 +155,11 @@ class OAuth2Provider:
             subject = self._subject_token(customer_id)
             extra = _digest(subject)  # a new site session gets a new platform token
         key = (endpoint, s.client_id, s.grant, s.scope, s.audience, s.resource, owner, extra)
+        if owner is not None:
+            with self._rt_lock:
+                given = self._given.pop(owner, None)
+            if given is not None:
+                self._cache.put(key, given[0], given[1], owner=owner)
 
         def fetch() -> TokenResponse:
             return self._fetch(endpoint, customer_id, subject)
@@ -175,6 +183,91 @@ class OAuth2Provider:
             self._seeded_at[customer_id] = time.time()
             self._spent.pop(_digest(refresh_token), None)
         self._cache.forget_customer(customer_id)
+
+    def set_token(self, customer_id: str, token: Mapping[str, Any]) -> None:
+        """Seed ``customer_id``'s whole token, as the app's login got it and as
+        ``OAuth2Session(token=...)`` takes it: ``access_token``, ``token_type``, ``expires_in``
+        or ``expires_at`` (seconds since the epoch), ``refresh_token``, ``scope``.
+
+        The customer's next request uses that access token without calling the token endpoint,
+        and its refresh token, when it has one, replaces the customer's. An access token that
+        has already expired is dropped and its refresh token kept, to get the next one.
+        """
+        s = self.settings
+        if not s.per_customer:
+            raise ProviderError(
+                f"plugin 'oauth2': set_token is for per-customer grants; with grant={s.grant!r} "
+                "the token is the client's, fetched when needed",
+                plugin="oauth2",
+            )
+        if not isinstance(customer_id, str) or not customer_id:
+            raise ProviderError("set_token needs a non-empty customer_id", plugin="oauth2")
+        if not isinstance(token, Mapping):
+            raise ProviderError(
+                f"plugin 'oauth2': set_token needs the token response as a mapping, not a "
+                f"{type(token).__name__}",
+                plugin="oauth2",
+                customer_id=customer_id,
+            )
+        data = dict(token)
+        expired = False
+        expires_at = data.pop("expires_at", None)
+        if expires_at is not None:
+            if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+                raise ProviderError(
+                    f"plugin 'oauth2': the token given to set_token() for customer "
+                    f"{customer_id!r} was refused: its expires_at is a "
+                    f"{type(expires_at).__name__}, not seconds since the epoch",
+                    plugin="oauth2",
+                    customer_id=customer_id,
+                )
+            left = expires_at - time.time()
+            expired = left <= 0
+            data["expires_in"] = 1 if expired else left
+        response = parse_token_response(
+            data,
+            s,
+            endpoint=describe_endpoint(s.token_endpoint or s.issuer or ""),
+            customer_id=customer_id,
+            given_to="set_token()",
+        )
+        if expired and response.refresh_token is None:
+            raise ProviderError(
+                f"plugin 'oauth2': the token given to set_token() for customer {customer_id!r} "
+                "has expired and holds no refresh token; log the customer in again",
+                plugin="oauth2",
+                customer_id=customer_id,
+            )
+        with self._rt_lock:
+            if response.refresh_token is not None:
+                self._refresh_tokens[customer_id] = response.refresh_token
+                self._seeded_at[customer_id] = time.time()
+                self._spent.pop(_digest(response.refresh_token), None)
+            if expired:
+                self._given.pop(customer_id, None)
+            else:
+                self._given[customer_id] = (response, time.monotonic() + response.expires_in)
+        self._cache.forget_customer(customer_id)
+
+    def granted_scope(self, customer_id: str | None = None) -> frozenset[str] | None:
+        """The scopes granted with the newest token held for ``customer_id`` (per-customer
+        grants) or for the client (``client_credentials``, no id needed).
+
+        They are the server's ``scope``, or the requested ones when it named none (RFC 6749
+        section 5.1); empty when neither did. ``None`` when no token is held.
+        """
+        owner = customer_id if self.settings.per_customer else None
+        response: TokenResponse | None = None
+        if owner is not None:
+            with self._rt_lock:
+                given = self._given.get(owner)
+            response = None if given is None else given[0]
+        if response is None:
+            response = self._cache.newest(owner)
+        if response is None:
+            return None
+        scope = response.scope if response.scope is not None else self.settings.scope
+        return frozenset((scope or "").split())
 
     def forget(self, customer_id: str) -> None:
         """Drop everything held for ``customer_id`` (tokens and refresh token), revoking nothing."""
@@ -244,7 +337,10 @@ class OAuth2Provider:
         with self._rt_lock:
             refresh = self._refresh_tokens.pop(customer_id, None)
             self._seeded_at.pop(customer_id, None)
+            given = self._given.pop(customer_id, None)
         responses = self._cache.forget_customer(customer_id)
+        if given is not None:
+            responses.append(given[0])
         tokens: list[tuple[str, str]] = []
         if refresh is not None:
             tokens.append((refresh, "refresh_token"))
@@ -402,7 +498,30 @@ class OAuth2Provider:
         )
         if refresh is not None and response.refresh_token and response.refresh_token != refresh:
             self._spend(customer_id, refresh, response.refresh_token)
+        if s.per_customer and s.on_token is not None:
+            self._announce(customer_id, response)
         return response
+
+    def _announce(self, customer_id: str, response: TokenResponse) -> None:
+        """Give ``on_token`` the customer's whole new token, with the refresh token to keep."""
+        saver = self.settings.on_token
+        assert saver is not None
+        refresh = response.refresh_token
+        if refresh is None:
+            with self._rt_lock:
+                refresh = self._refresh_tokens.get(customer_id)
+        try:
+            saver(
+                customer_id,
+                token_dict(response, expires_in=response.expires_in, refresh_token=refresh),
+            )
+        except Exception as exc:
+            log.warning(
+                "plugin 'oauth2': on_token raised %s for customer %r; the new token is kept in "
+                "memory only",
+                type(exc).__name__,
+                customer_id,
+            )
 
     def _current_refresh_token(self, customer_id: str) -> str:
         with self._rt_lock:

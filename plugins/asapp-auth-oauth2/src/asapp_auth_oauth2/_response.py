@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._settings import OAuth2Settings
 from .errors import TokenResponseError
 
-__all__ = ["TokenResponse", "parse_token_response"]
+__all__ = ["TokenResponse", "parse_token_response", "token_dict"]
 
 # RFC 6750 b64token, widened to any visible ASCII: what can travel in an Authorization header.
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
@@ -28,15 +30,27 @@ class TokenResponse:
 
 
 def parse_token_response(
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     settings: OAuth2Settings,
     *,
     endpoint: str,
     customer_id: str | None = None,
+    given_to: str | None = None,
 ) -> TokenResponse:
-    """Check ``data`` and return it as a ``TokenResponse``, or raise ``TokenResponseError``."""
+    """Check ``data`` and return it as a ``TokenResponse``, or raise ``TokenResponseError``.
+
+    ``given_to`` names the method an app gave ``data`` to (``"set_token()"``), for messages
+    that blame the app's token rather than the server's answer.
+    """
 
     def fail(problem: str) -> TokenResponseError:
+        if given_to is not None:
+            return TokenResponseError(
+                f"plugin 'oauth2': the token given to {given_to} for customer {customer_id!r} "
+                f"was refused: its {problem}; give the token response as the server sent it",
+                endpoint=endpoint,
+                customer_id=customer_id,
+            )
         return TokenResponseError(
             f"plugin 'oauth2': the token endpoint {endpoint} answered a token response whose "
             f"{problem}; nothing was cached. Check the server (or the plugin's limits)",
@@ -84,3 +98,23 @@ def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
             f"expires_in is {value!r} s, more than max_expires_in={settings.max_expires_in:g} s"
         )
     return float(value)
+
+
+def token_dict(
+    response: TokenResponse, *, expires_in: float, refresh_token: str | None
+) -> dict[str, Any]:
+    """``response`` as the whole token an app keeps (RFC 6749 section 5.1, plus ``expires_at``
+    in seconds since the epoch, as authlib's ``OAuth2Token``): what ``set_token`` takes back."""
+    token: dict[str, Any] = {
+        "access_token": response.access_token,
+        "token_type": "Bearer",
+        "expires_in": max(1, int(expires_in)),
+        "expires_at": int(time.time() + expires_in),
+    }
+    if refresh_token is not None:
+        token["refresh_token"] = refresh_token
+    if response.scope is not None:
+        token["scope"] = response.scope
+    if response.issued_token_type is not None:
+        token["issued_token_type"] = response.issued_token_type
+    return token

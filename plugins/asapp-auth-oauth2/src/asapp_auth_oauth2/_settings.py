@@ -63,6 +63,7 @@ class OAuth2Settings:
     resource: tuple[str, ...] = ()
     refresh_token_for: Callable[[str], str | None] | None = field(default=None, repr=False)
     on_refresh_token: Callable[[str, str], None] | None = field(default=None, repr=False)
+    on_token: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
     subject_token_for: Callable[[str], str | None] | None = field(default=None, repr=False)
     subject_token_type: str = ACCESS_TOKEN_TYPE
     requested_token_type: str | None = None
@@ -434,6 +435,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         resource=_strings("resource", raw.get("resource")),
         refresh_token_for=_callable("refresh_token_for", raw.get("refresh_token_for")),
         on_refresh_token=_callable("on_refresh_token", raw.get("on_refresh_token")),
+        on_token=_callable("on_token", raw.get("on_token")),
         subject_token_for=_callable("subject_token_for", raw.get("subject_token_for")),
         subject_token_type=_str(  # type: ignore[arg-type]
             "subject_token_type", raw.get("subject_token_type", ACCESS_TOKEN_TYPE), required=True
