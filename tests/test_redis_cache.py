@@ -465,6 +465,63 @@ def test_tampered_foreign_and_misplaced_entries_are_misses_with_a_warning(
     assert alice_token not in caplog.text
 
 
+def _alices_key(platform: FakePlatform, server: RedisServer, namespace: str) -> str:
+    cache = make_cache(server, namespace)
+    pipeline = pipeline_for(platform, cache)
+    customer = pipeline.set_customer("alice", Minter(platform, "alice"))
+    return f"{cache._name(customer, pipeline._provider_id(customer))}:ctx"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", [b"1" + b"0" * 30, b"9" * 15])
+def test_an_entry_with_a_huge_generation_is_replaced_and_sharing_resumes(
+    platform: FakePlatform,
+    redis_server: RedisServer,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    prefix: bytes,
+) -> None:
+    """A tampered entry whose generation is out of range (or in range but unreadable) is
+    refused with a warning and replaced under the lock: the next process adopts the new one."""
+    raw = redis.Redis.from_url(redis_server.url)
+    minter = Minter(platform, "alice")
+    first = pipeline_for(platform, make_cache(redis_server, namespace))
+    first.load("alice", minter)
+    assert first.get_context() is not None
+    key = _alices_key(platform, redis_server, namespace)
+    raw.set(key, prefix + b"|not-a-sealed-value", px=86_400_000)
+    caplog.set_level(logging.WARNING, "asapp_auth")
+    b, c = two_processes(platform, redis_server, namespace, minter)
+    token = b.get_context().token
+    assert c.get_context().token == token
+    assert len(minter.calls) == 2  # the first process, then one refresh for B and C
+    stored = raw.get(key)
+    assert stored is not None
+    assert int(stored.partition(b"|")[0]) < 10**15
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("replaced" in w for w in warnings)
+    if len(prefix) > 15:
+        assert any("out of range" in w and "alice" not in w for w in warnings)
+
+
+def test_a_good_copy_replaces_a_tampered_entry_without_asking_the_provider(
+    platform: FakePlatform, redis_server: RedisServer, namespace: str
+) -> None:
+    """A process whose copy is still good, finding a generation of 10**30 in Redis, stores its
+    copy over it under the lock; another process then adopts that copy."""
+    raw = redis.Redis.from_url(redis_server.url)
+    minter = Minter(platform, "alice")
+    a, b = two_processes(platform, redis_server, namespace, minter)
+    token = a.get_context().token
+    key = _alices_key(platform, redis_server, namespace)
+    raw.set(key, b"1" + b"0" * 30 + b"|junk", px=86_400_000)
+    copy = a.cached()
+    assert copy is not None
+    copy.expires_at = 0.0  # A's copy lapses in front (it is still valid): A reads Redis again
+    assert a.get_context().token == token
+    assert b.get_context().token == token
+    assert minter.calls == [False]
+
+
 # -- Redis trouble ------------------------------------------------------------------------------
 
 

@@ -64,31 +64,49 @@ __all__ = ["RedisContextCache"]
 
 log = logging.getLogger("asapp_auth.redis_cache")
 
-# The generation of a stored value, in clear ahead of the sealed bytes: "<gen>|<sealed>".
-_GEN_OF = "local function gen(v) return v and tonumber(string.match(v, '^(%d+)|')) end\n"
+# Generations are whole numbers of at most _GEN_DIGITS digits, compared exactly: Lua numbers are
+# doubles, exact up to 2**53, which 15 digits stay below. A longer or malformed prefix is refused
+# as tampering rather than compared (10**30 would pass for every later generation).
+_GEN_DIGITS = 15
+# The generation of a stored value, in clear ahead of the sealed bytes: "<gen>|<sealed>". nil
+# when there is no value, false when its prefix is refused.
+_GEN_OF = """
+local function gen(v)
+  if not v then return nil end
+  local digits = string.match(v, '^(%d+)|')
+  if not digits or #digits > 15 then return false end
+  return tonumber(digits)
+end
+"""
 # Store a produced context: only while the lock is ours, never after the customer was cleared,
 # never over a newer generation. Releases the lock in any case. 1 stored, 0 lock lost, 2 cleared,
-# 3 older than what Redis holds.
+# 3 older than what Redis holds, 4 stored over an entry refused as tampered: one whose prefix is
+# refused here, or the very value (ARGV[7], its SHA-1) the caller read and could not open.
 _STORE = (
     _GEN_OF
     + """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-local current = gen(redis.call('GET', KEYS[1]))
-if current and current >= tonumber(ARGV[6]) then return 3 end
+local value = redis.call('GET', KEYS[1])
+local current = gen(value)
+local refused = current == false or (value and ARGV[7] ~= '' and redis.sha1hex(value) == ARGV[7])
+if current and not refused and current >= tonumber(ARGV[6]) then return 3 end
 if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
 else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+if refused then return 4 end
 return 1
 """
 )
-# Share a copy that is still good (Redis lost it, or holds an older one): no lock needed.
+# Share a copy that is still good (Redis lost it, or holds an older one): no lock needed, so
+# never over an entry refused as tampered (4): that one is replaced under the lock.
 _SHARE = (
     _GEN_OF
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 local current = gen(redis.call('GET', KEYS[1]))
+if current == false then return 4 end
 if current and current >= tonumber(ARGV[3]) then return 3 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
@@ -121,20 +139,34 @@ class _Down(Exception):
 
 @dataclass(slots=True)
 class _Found:
-    """An entry read from Redis. ``context`` is ``None`` when it could not be opened."""
+    """An entry read from Redis. ``context`` is ``None`` when it could not be opened; then
+    ``refused`` is the SHA-1 of the value, which the store script may replace, and ``gen`` (the
+    prefix as read, -1 when malformed) only tells a later change apart: it is not trusted."""
 
     gen: int
     version: str
     context: AuthContext | None = None
     plugin: str = ""
     rejected: bool = False
+    refused: str = ""
+
+    @property
+    def trusted_gen(self) -> int:
+        """The generation to count from: 0 for an entry that could not be opened."""
+        return 0 if self.refused else self.gen
+
+
+def _digits(head: bytes | str) -> int:
+    """A generation's digits as a number; -1 unless 1 to ``_GEN_DIGITS`` ASCII digits."""
+    if isinstance(head, bytes):
+        head = head.decode("ascii", "replace")
+    if not 0 < len(head) <= _GEN_DIGITS or not head.isascii() or not head.isdigit():
+        return -1
+    return int(head)
 
 
 def _gen(version: str | None) -> int:
-    if not version:
-        return 0
-    head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
+    return max(0, _digits(version.split(".", 1)[0])) if version else 0
 
 
 def _shown_url(url: str) -> str:
@@ -286,8 +318,9 @@ class RedisContextCache(MemoryContextCache):
             usable = self._usable(found, avoid, ours, adopt)
             if usable is not None:
                 return self._front(usable)
-            older = found is None or found.gen < ours
-            if not renew and stale is not None and self._good(stale) and older:
+            older = found is None or found.trusted_gen < ours
+            refused = found is not None and bool(found.refused)
+            if not renew and stale is not None and self._good(stale) and older and not refused:
                 # Redis lost it, or holds an older one (this process refreshed while Redis was
                 # away): share this copy rather than refresh.
                 self._share(name, customer, stale)
@@ -311,6 +344,12 @@ class RedisContextCache(MemoryContextCache):
                 self._release_lock(name, token)
                 self._count("waited" if waited else "adopted")
                 return self._front(usable)
+            if found is not None and found.refused and not renew and stale and self._good(stale):
+                # A refused entry keeps the fleet from sharing: replace it with this good copy.
+                if stale.version is None:
+                    stale.version = f"{ours + 1}.{secrets.token_hex(6)}"
+                self._write(name, customer, stale, token, found.refused)
+                return self._front(adopt(stale.context, stale.plugin, stale.version))
         except _Down as exc:
             self._fell_back(exc)
             return self._alone(stale, renew, produce, adopt)
@@ -320,7 +359,7 @@ class RedisContextCache(MemoryContextCache):
             previous: AuthContext | None = newest.context
         else:
             previous = None if stale is None else stale.context
-        generation = max(ours, 0 if found is None else found.gen) + 1
+        generation = max(ours, 0 if found is None else found.trusted_gen) + 1
         renewing = self._renewing(name, token)
         try:
             # Replacing a context the fleet has (expired, refused, refreshed ahead) is a refresh.
@@ -337,7 +376,7 @@ class RedisContextCache(MemoryContextCache):
         self._count("produced")
         entry.version = f"{generation}.{secrets.token_hex(6)}"
         try:
-            self._write(name, customer, entry, token)
+            self._write(name, customer, entry, token, "" if found is None else found.refused)
         except _Down as exc:
             self._fell_back(exc)
         return self._front(entry)
@@ -441,15 +480,18 @@ class RedisContextCache(MemoryContextCache):
         if raw is None:
             return None
         redis_now = seconds * 1000 + micros // 1000
-        head, bar, sealed = bytes(raw).partition(b"|")
-        if not bar or not head.isdigit():
+        raw = bytes(raw)
+        refused = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        head, bar, sealed = raw.partition(b"|")
+        gen = _digits(head)
+        if not bar or gen < 0:
             self._warn(
                 "shape",
-                "an entry in Redis under namespace %r is not asapp-auth's; treated as a miss",
+                "an entry in Redis under namespace %r is not asapp-auth's, or its generation is "
+                "out of range (tampered?); refused, and replaced under the refresh lock",
                 self._namespace,
             )
-            return None
-        gen = int(head)
+            return _Found(-1, "0.refused", refused=refused)
         try:
             record = json.loads(self._ring.open(sealed, f"{name}|{gen}".encode()))
             if not isinstance(record, Mapping) or record.get("customer") != customer.id:
@@ -472,7 +514,7 @@ class RedisContextCache(MemoryContextCache):
                 customer.id,
                 exc,
             )
-            return _Found(gen, f"{gen}.unreadable")
+            return _Found(gen, f"{gen}.unreadable", refused=refused)
         return _Found(gen, version, context, plugin, rejected)
 
     def _usable(
@@ -544,8 +586,8 @@ class RedisContextCache(MemoryContextCache):
                 pipe.set(lock_key, token, nx=True, px=ttl)
                 pipe.getrange(ctx, 0, 19)  # the generation, not the whole sealed value
                 taken, head = pipe.execute()
-            gen = bytes(head).partition(b"|")[0]
-            return bool(taken), int(gen) if gen.isdigit() else -1
+            gen, bar, _ = bytes(head).partition(b"|")
+            return bool(taken), _digits(gen) if bar else -1
 
         while True:
             taken, gen = self._call(attempt)
@@ -610,14 +652,18 @@ class RedisContextCache(MemoryContextCache):
         ttl = 0 if remaining is None else max(1, int((remaining + self._state_ttl) * 1000))
         return f"{gen}|".encode() + sealed, ttl
 
-    def _write(self, name: str, customer: Customer, entry: CachedContext, token: str) -> None:
+    def _write(
+        self, name: str, customer: Customer, entry: CachedContext, token: str, refused: str = ""
+    ) -> None:
+        """Store ``entry`` under the lock ``token``; ``refused``: the SHA-1 of an entry read and
+        refused, which the store may replace whatever its generation."""
         value, ttl = self._sealed(name, customer, entry)
         ctx, lock, gone = self._keys_of(name)
         notice = f"{name} {entry.version}"
         outcome = self._call(
             lambda: self._store(
                 keys=[ctx, lock, gone],
-                args=[token, value, ttl, self._channel, notice, _gen(entry.version)],
+                args=[token, value, ttl, self._channel, notice, _gen(entry.version), refused],
             )
         )
         if outcome == 0:
@@ -629,6 +675,13 @@ class RedisContextCache(MemoryContextCache):
             )
         elif outcome == 3:
             log.info("a newer context of customer %r was already shared", customer.id)
+        elif outcome == 4:
+            self._warn(
+                "replaced",
+                "a shared entry under namespace %r, refused as unreadable or tampered, was "
+                "replaced with a new one",
+                self._namespace,
+            )
 
     def _mark_rejected(
         self, name: str, customer: Customer, found: _Found, gen: int, token: str
@@ -642,7 +695,8 @@ class RedisContextCache(MemoryContextCache):
             notice = f"{name} {marked.version}"
             self._call(
                 lambda: self._store(
-                    keys=[ctx, lock, gone], args=[token, value, ttl, self._channel, notice, gen]
+                    keys=[ctx, lock, gone],
+                    args=[token, value, ttl, self._channel, notice, gen, ""],
                 )
             )
         except _Down as exc:
