@@ -193,3 +193,83 @@ def test_reference_page_lists_the_public_surface() -> None:
         if name != "__version__" and not inspect.ismodule(getattr(asapp_auth, name))
     }
     assert listed == public
+
+
+# A mkdocstrings directive of the reference page, with its indented options.
+_DIRECTIVE = re.compile(r"^::: (?P<path>[\w.]+)\n(?P<options>(?:[ \t]+\S.*\n?)*)", re.MULTILINE)
+
+
+def _public_modules() -> dict[str, object]:
+    """Every module of the ``asapp_auth`` package, by dotted name."""
+    import importlib
+    import pkgutil
+
+    import asapp_auth
+
+    found: dict[str, object] = {"asapp_auth": asapp_auth}
+    for info in pkgutil.iter_modules(asapp_auth.__path__, "asapp_auth."):
+        if not info.name.rpartition(".")[2].startswith("_"):
+            found[info.name] = importlib.import_module(info.name)
+    return found
+
+
+def _documented_in_reference() -> set[int]:
+    """The ``id`` of each module and object the API reference page renders."""
+    documented: set[int] = set()
+    text = (DOCS / "reference.md").read_text(encoding="utf-8")
+    modules = _public_modules()
+    for match in _DIRECTIVE.finditer(text):
+        module = modules[match["path"]]
+        documented.add(id(module))
+        options = match["options"]
+        if "members:" in options:
+            members = re.findall(r"^\s+- (\w+)$", options.split("members:", 1)[1], re.MULTILINE)
+        else:
+            members = [name for name in getattr(module, "__all__", ()) if name != "__version__"]
+        documented |= {id(getattr(module, name)) for name in members}
+    return documented
+
+
+def _resolve(name: str, modules: dict[str, object]) -> object | None:
+    """The object a name in the docs stands for: a dotted path under ``asapp_auth``, or a bare
+    name that one public module exports in its ``__all__``; ``None`` for anything else."""
+    if name.startswith("asapp_auth"):
+        path = name.split(".")
+        for cut in range(len(path), 0, -1):
+            obj = modules.get(".".join(path[:cut]))
+            if obj is None:
+                continue
+            for attr in path[cut:]:
+                obj = getattr(obj, attr, None)
+            return obj
+        return None
+    owners = [m for m in modules.values() if name in getattr(m, "__all__", ())]
+    return getattr(owners[0], name) if owners else None
+
+
+def _names_mentioned(page: Path) -> set[str]:
+    """Names the page shows: the leading dotted name of each inline code span, and what its
+    Python examples import from ``asapp_auth`` (snippets included)."""
+    text = page.read_text(encoding="utf-8")
+    prose = _FENCE.sub("", text)
+    names = {m[1] for m in re.finditer(r"`@?([A-Za-z_][\w.]*)[^`]*`", prose)}
+    imports = re.compile(r"^from (asapp_auth[\w.]*) import ([^\n(]+)", re.MULTILINE)
+    for _, source in _python_blocks(page):
+        for module, imported in imports.findall(source):
+            names |= {f"{module}.{n.strip()}" for n in imported.split(",") if n.strip()}
+    return names
+
+
+def test_reference_documents_every_public_name_the_plugin_guide_mentions() -> None:
+    """Every asapp-auth name the Writing plugins page tells authors to use is in the API
+    reference, so that a plugin author can look each one up."""
+    modules = _public_modules()
+    documented = _documented_in_reference()
+    mentioned = {
+        name: obj
+        for name in _names_mentioned(DOCS / "writing-plugins.md")
+        if (obj := _resolve(name, modules)) is not None
+    }
+    assert len(mentioned) >= 8, f"too few names found for this check to mean much: {mentioned}"
+    missing = sorted(name for name, obj in mentioned.items() if id(obj) not in documented)
+    assert missing == [], f"docs/reference.md does not document {missing}"
