@@ -1,4 +1,5 @@
-"""Keep the docs honest: hook signatures match hookspecs.py, and every Python example runs."""
+"""Keep the docs honest: hook signatures match hookspecs.py, and every Python example runs
+(the docs pages' and the README's)."""
 
 from __future__ import annotations
 
@@ -136,9 +137,8 @@ def test_docs_pages_are_found() -> None:
     assert {"index.md", "concepts.md", "hooks.md", "writing-plugins.md", "testing.md"} <= names
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
-def test_python_examples_run(page: Path, tmp_path: Path) -> None:
-    """Every ```python block of a page runs without error, in order, in one fresh interpreter."""
+def _run_examples(page: Path, cwd: Path) -> None:
+    """Run the page's Python examples as ``test_python_examples_run`` describes."""
     blocks = _python_blocks(page)
     if not blocks:
         return
@@ -148,12 +148,24 @@ def test_python_examples_run(page: Path, tmp_path: Path) -> None:
         input=json.dumps(blocks),
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_python_examples_run(page: Path, tmp_path: Path) -> None:
+    """Every ```python block of a page runs without error, in order, in one fresh interpreter."""
+    _run_examples(page, tmp_path)
+
+
+def test_readme_examples_run(tmp_path: Path) -> None:
+    """The README's Python examples run as the docs pages' do, so its "Use" snippet works."""
+    assert _python_blocks(ROOT / "README.md"), "the README shows no Python example"
+    _run_examples(ROOT / "README.md", tmp_path)
 
 
 def test_snippets_include_files_that_exist() -> None:
