@@ -35,24 +35,46 @@ def ensure_tools() -> Path:
 
 
 def ensure_redis() -> None:
-    """The shared-cache tests start a real redis-server: install Debian's when we can."""
+    """The shared-cache tests start a real redis-server: install Debian's when we can.
+
+    Without one they are skipped, or fail when ``CI`` is set (the ``redis_server`` fixture).
+    """
     if shutil.which("redis-server"):
         return
     can_install = shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0
-    if not can_install:
-        print("dev.py: no redis-server here; the shared-cache tests will be skipped", flush=True)
-        return
-    print("dev.py: installing redis-server (Debian package) for the shared-cache tests", flush=True)
-    quiet = {
-        "stdout": subprocess.DEVNULL,
-        "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    }
-    subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)  # type: ignore[call-overload]
-    subprocess.run(  # type: ignore[call-overload]
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-        check=True,
-        **quiet,
-    )
+    if can_install:
+        print(
+            "dev.py: installing redis-server (Debian package) for the shared-cache tests",
+            flush=True,
+        )
+        quiet = {
+            "stdout": subprocess.DEVNULL,
+            "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        }
+        try:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)  # type: ignore[call-overload]
+            subprocess.run(  # type: ignore[call-overload]
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+                check=True,
+                **quiet,
+            )
+        except subprocess.CalledProcessError as exc:
+            print(f"dev.py: apt-get failed (exit {exc.returncode}); no redis-server", flush=True)
+        else:
+            return
+    else:
+        why = "not root" if shutil.which("apt-get") else "no apt-get"
+        print(f"dev.py: no redis-server here, and dev.py cannot install it ({why})", flush=True)
+    if os.environ.get("CI"):
+        print(
+            "dev.py: CI is set, so the shared-cache tests will FAIL; install redis-server",
+            flush=True,
+        )
+    else:
+        print(
+            "dev.py: the shared-cache tests will be skipped; install redis-server to run them",
+            flush=True,
+        )
 
 
 def main(argv: list[str]) -> int:
