@@ -52,6 +52,9 @@ class Customer:
     id: str
     provider: ContextProvider | None = field(default=None, repr=False)
     _takes_id: bool = field(default=False, repr=False, compare=False)
+    # What the provider's contexts are valid for, the same in every process: the part of a shared
+    # cache's key that stands for an app's own provider. None: its contexts stay in the process.
+    cache_scope: str | None = field(default=None, repr=False)
     # What the pipeline caches this customer's context under: never a secret. The id alone for
     # customers served by plugins (a server may cache 100,000 of them), else id and provider:
     # the provider itself, held, not its id(), which a new provider reuses once the old is freed.
@@ -62,16 +65,40 @@ class Customer:
         object.__setattr__(self, "cache_key", key)
 
     @classmethod
-    def create(cls, customer_id: object, provider: object = None) -> Customer:
-        """Validate ``customer_id`` and ``provider`` and build the customer."""
+    def create(
+        cls, customer_id: object, provider: object = None, cache_scope: object = None
+    ) -> Customer:
+        """Validate ``customer_id``, ``provider`` and ``cache_scope`` and build the customer.
+
+        Without ``cache_scope``, a provider's own ``cache_scope`` attribute (a str) is used.
+        """
         if not isinstance(customer_id, str) or not customer_id:
             raise ConfigurationError(
                 f"customer_id must be a non-empty str, not {type(customer_id).__name__}; "
                 "use clear() to go back to an anonymous customer"
             )
+        if cache_scope is not None:
+            if not isinstance(cache_scope, str) or not cache_scope.strip():
+                given = (
+                    "an empty str" if isinstance(cache_scope, str) else type(cache_scope).__name__
+                )
+                raise ConfigurationError(
+                    "cache_scope must be a non-empty str naming what the provider's contexts are "
+                    f"valid for, the same in every process, not {given}"
+                )
+            if provider is None:
+                raise ConfigurationError(
+                    "cache_scope is for an app's own context_provider; give one, or leave "
+                    "cache_scope out: contexts from plugins are shared by the plugins' names "
+                    "and settings"
+                )
         if provider is None:
             return cls(customer_id)
-        return cls(customer_id, provider, _provider_takes_id(provider))  # type: ignore[arg-type]
+        if cache_scope is None:
+            declared = getattr(provider, "cache_scope", None)
+            cache_scope = declared if isinstance(declared, str) and declared else None
+        takes_id = _provider_takes_id(provider)
+        return cls(customer_id, provider, takes_id, cache_scope)  # type: ignore[arg-type]
 
     def ask(self, needs_refresh: bool) -> ProviderResult:
         """Call this customer's own provider in whichever shape it has."""

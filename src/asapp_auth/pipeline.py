@@ -199,6 +199,7 @@ class AuthPipeline(httpx.Auth):
         self._inflight: dict[object, Flight[CachedContext]] = {}
         self._login: Flight[Customer] | None = None
         self._loaded = False
+        self._warned_unscoped = False
 
         self._pm = plugin_manager or get_plugin_manager()
         # Configured plugins' settings, digested: part of a shared cache's key (see _provider_id).
@@ -281,33 +282,51 @@ class AuthPipeline(httpx.Auth):
         return self._state[0]
 
     def load(
-        self, customer_id: str | None = None, context_provider: ContextProvider | None = None
+        self,
+        customer_id: str | None = None,
+        context_provider: ContextProvider | None = None,
+        *,
+        cache_scope: str | None = None,
     ) -> Customer | None:
         """Set the customer at start-up: identified (an id, and a provider or plugins to answer
-        for it) or anonymous (no id). Later changes go through ``set_customer`` and ``clear``."""
+        for it) or anonymous (no id). Later changes go through ``set_customer`` and ``clear``.
+
+        ``cache_scope`` lets a shared cache share what ``context_provider`` returns (see
+        ``set_customer``).
+        """
         if self._loaded:
             raise ConfigurationError(
                 "load() was already called for this pipeline; use set_customer() to change the "
                 "customer mid-session, or clear() to go back to anonymous"
             )
         if customer_id is None:
-            if context_provider is not None:
-                raise ConfigurationError("a context_provider needs a customer_id")
+            if context_provider is not None or cache_scope is not None:
+                raise ConfigurationError(
+                    "a context_provider (and a cache_scope) needs a customer_id"
+                )
             self._loaded = True
             return None
-        customer = self.set_customer(customer_id, context_provider)
+        customer = self.set_customer(customer_id, context_provider, cache_scope=cache_scope)
         self._loaded = True
         return customer
 
     def set_customer(
-        self, customer_id: str, context_provider: ContextProvider | None = None
+        self,
+        customer_id: str,
+        context_provider: ContextProvider | None = None,
+        *,
+        cache_scope: str | None = None,
     ) -> Customer:
         """Make ``customer_id`` the current customer, from any thread or task.
 
         No request that starts after this returns carries the previous customer's context.
         Requests waiting for a login go on as this customer.
+
+        ``cache_scope`` names what ``context_provider``'s contexts are valid for, the same in
+        every process (a tenant, an environment): with a shared cache, processes that serve
+        the customer under the same scope share them. Without it they stay in this process.
         """
-        new = Customer.create(customer_id, context_provider)
+        new = self._scoped(Customer.create(customer_id, context_provider, cache_scope))
         with self._lock:
             old, generation = self._state
             if new != old:
@@ -348,10 +367,8 @@ class AuthPipeline(httpx.Auth):
         this pipeline's origins; one registered without a name (pluggy then names it by object
         id) keeps the pipeline from sharing at all.
         """
-        provider = customer.provider
-        if provider is not None:
-            scope = getattr(provider, "cache_scope", None)
-            return f"own:{scope}" if isinstance(scope, str) and scope else None
+        if customer.provider is not None:
+            return None if customer.cache_scope is None else f"own:{customer.cache_scope}"
         names = []
         for impl in reversed(self._pm.hook.provide_context.get_hookimpls()):
             name = impl.plugin_name
@@ -387,14 +404,38 @@ class AuthPipeline(httpx.Auth):
             flight.orphaned = True
 
     def for_customer(
-        self, customer_id: str, context_provider: ContextProvider | None = None
+        self,
+        customer_id: str,
+        context_provider: ContextProvider | None = None,
+        *,
+        cache_scope: str | None = None,
     ) -> CustomerAuth:
         """An ``httpx.Auth`` for one fixed customer, sharing this pipeline's plugins and cache.
 
         For servers acting for many customers at once:
-        ``client.get(url, auth=pipeline.for_customer(customer_id))``.
+        ``client.get(url, auth=pipeline.for_customer(customer_id))``. ``cache_scope`` is as
+        for ``set_customer``.
         """
-        return CustomerAuth(self, Customer.create(customer_id, context_provider))
+        customer = self._scoped(Customer.create(customer_id, context_provider, cache_scope))
+        return CustomerAuth(self, customer)
+
+    def _scoped(self, customer: Customer) -> Customer:
+        """``customer``, after a warning (once per pipeline) when a shared cache is configured
+        that its own provider, declaring no ``cache_scope``, keeps it from using."""
+        if self._shared is not None and customer.provider is not None and not customer.cache_scope:
+            with self._lock:
+                warned, self._warned_unscoped = self._warned_unscoped, True
+            if not warned:
+                provider = customer.provider
+                name = getattr(provider, "__qualname__", type(provider).__qualname__)
+                log.warning(
+                    "a shared cache is configured, but the context_provider %s declares no "
+                    "cache_scope: its contexts stay in each process, which asks it on its own. "
+                    "Pass cache_scope= to load(), set_customer() or for_customer() to share "
+                    "them (this warning is given once per pipeline)",
+                    name,
+                )
+        return customer
 
     # -- contexts -------------------------------------------------------------------------------
 
