@@ -285,3 +285,69 @@ def test_reference_documents_every_public_name_the_plugin_guide_mentions() -> No
     assert len(mentioned) >= 8, f"too few names found for this check to mean much: {mentioned}"
     missing = sorted(name for name, obj in mentioned.items() if id(obj) not in documented)
     assert missing == [], f"docs/reference.md does not document {missing}"
+
+
+def _first_section(page: Path) -> tuple[str, str]:
+    """The title and text of the page's first ``##`` section."""
+    text = page.read_text(encoding="utf-8")
+    title, _, rest = text.split("\n## ", 1)[1].partition("\n")
+    return title, rest.split("\n## ", 1)[0]
+
+
+def test_shared_cache_page_opens_with_a_minimal_fleet_setup_that_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared-cache page starts with a minimal fleet setup that shows the checkout form of
+    the extra, and whose configuration file builds a pipeline on a Redis cache as it is."""
+    from asapp_auth import AuthPipeline
+    from asapp_auth.redis_cache import RedisContextCache
+    from asapp_auth.sealing import generate_key
+
+    title, section = _first_section(DOCS / "shared-cache.md")
+    assert title == "A minimal fleet setup"
+    assert "`pip install '.[redis]'`" in section
+    assert "`asapp-auth keygen`" in section
+    toml = [m["body"] for m in _FENCE.finditer(section) if m["info"].strip() == "toml"]
+    assert len(toml) == 1, "the minimal setup shows one configuration file"
+    config = tmp_path / "asapp-auth.toml"
+    config.write_text(textwrap.dedent(toml[0]), encoding="utf-8")
+    monkeypatch.setenv("ASAPP_AUTH_CACHE_KEY", generate_key())
+    monkeypatch.setenv("CHAT_TOKEN", "tok-from-the-environment")
+    monkeypatch.chdir(tmp_path)
+    pipeline = AuthPipeline.from_config()
+    assert isinstance(pipeline._cache, RedisContextCache)
+    pipeline._cache.close()
+
+
+def _pyproject_extras(project: Path) -> set[str]:
+    import tomllib
+
+    with (project / "pyproject.toml").open("rb") as file:
+        return set(tomllib.load(file)["project"].get("optional-dependencies", {}))
+
+
+def test_install_commands_name_extras_that_exist() -> None:
+    """Every ``pip install`` of a distribution with an extra, in the README and the docs, names
+    a distribution of this repository (its folder or its name) and an extra it declares."""
+    folders = {".": ROOT, "asapp-auth": ROOT}
+    for plugin in (ROOT / "plugins").glob("asapp-auth-*"):
+        folders[plugin.name] = folders[f"plugins/{plugin.name}"] = plugin
+    commands = re.compile(r"pip install (?:-e )?'([\w./-]+)\[(\w+)\]'")
+    found = []
+    for page in [ROOT / "README.md", *PAGES]:
+        for target, extra in commands.findall(page.read_text(encoding="utf-8")):
+            found.append((page.name, target, extra))
+            assert target in folders, f"{page.name}: pip install names {target!r}"
+            assert extra in _pyproject_extras(folders[target]), f"{page.name}: {target}[{extra}]"
+    assert ("shared-cache.md", ".", "redis") in found
+
+
+def test_readme_says_where_the_docs_build_lands_and_how_to_serve_it() -> None:
+    """The README names the folder mkdocs builds the docs into, and a command that serves it."""
+    site = "site"
+    for line in (ROOT / "mkdocs.yml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("site_dir:"):
+            site = line.partition(":")[2].strip().strip("'\"")
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert any("dev.py nox -s docs" in line and f"into {site}/" in line for line in lines)
+    assert any(line.startswith(f"python3 -m http.server -d {site} ") for line in lines)
