@@ -1,8 +1,9 @@
 """A real OAuth 2.0 authorization server for the end-to-end tests, built on authlib's server
 components (independent of the plugin's code): client_credentials, refresh_token with rotation,
 token exchange (RFC 8693, a small grant class: authlib has none), JWT bearer (RFC 7523 section
-2.1), client authentication by client_secret_basic, client_secret_post, private_key_jwt (RFC 7523
-section 2.2), tls_client_auth (RFC 8705) and none; revocation (RFC 7009) and RFC 8414 metadata.
+2.1), client authentication by client_secret_basic, client_secret_post, client_secret_jwt and
+private_key_jwt (RFC 7523 section 2.2), tls_client_auth (RFC 8705) and none; revocation (RFC
+7009) and RFC 8414 metadata.
 
 It serves HTTP (or HTTPS with client certificates) on 127.0.0.1 from a thread, counts every
 token-endpoint call by grant type, and records every form it receives.
@@ -34,6 +35,7 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     UnauthorizedClientError,
@@ -41,6 +43,9 @@ from authlib.oauth2.rfc6749.errors import (
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 
 # authlib logs issued tokens at DEBUG; the tests fail on any secret in the logs, and this server
 # is not the code under test.
@@ -51,6 +56,7 @@ os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 ALL_METHODS = [
     "client_secret_basic",
     "client_secret_post",
+    "client_secret_jwt",
     "private_key_jwt",
     "tls_client_auth",
     "none",
@@ -58,6 +64,7 @@ ALL_METHODS = [
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 
 @dataclass
@@ -217,6 +224,18 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):
     def get_audiences(self) -> list[str]:
         return [self.server.token_url]
 
+    def __call__(self, query_client: Callable[[str], Client | None], request: Any) -> Any:
+        # authlib tries each method in turn: leave the assertions of clients registered for
+        # the other assertion method (private_key_jwt or client_secret_jwt) to that method.
+        assertion = request.form.get("client_assertion")
+        if assertion:
+            _, claims = self.extract_assertion(assertion)
+            sub = claims.get("sub")
+            client = query_client(sub) if isinstance(sub, str) else None
+            if client is not None and client.auth_method != self.CLIENT_AUTH_METHOD:
+                return None
+        return super().__call__(query_client, request)
+
     def validate_jti(self, claims: Any, jti: str) -> bool:
         with self._lock:
             if jti in self._seen:
@@ -227,6 +246,25 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):
     def resolve_client_public_key(self, client: Client) -> dict[str, Any]:
         assert client.public_jwk is not None
         return client.public_jwk
+
+
+class _ClientSecretJWT(_PrivateKeyJWT):
+    """RFC 7523 section 2.2 with an HMAC of the client secret: HS256, HS384 or HS512 only."""
+
+    CLIENT_AUTH_METHOD = "client_secret_jwt"
+
+    def resolve_client_public_key(self, client: Client) -> Any:
+        assert client.secret is not None
+        return OctKey.import_key(client.secret)
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(HMAC_ALGORITHMS))
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        self.server.assertion_algorithms.append(token.header["alg"])
+        self.verify_claims(token.claims)
+        return token.claims
 
 
 def _tls_client_auth(query_client: Callable[[str], Client | None], request: _Request) -> Any:
@@ -270,6 +308,8 @@ class AuthServer(AuthorizationServer):
         self.by_refresh: dict[str, Token] = {}
         self.revoked: list[str] = []
         self.refused_refresh: list[str] = []
+        # The alg of each client_secret_jwt assertion it verified.
+        self.assertion_algorithms: list[str] = []
         self.calls: collections.Counter[str] = collections.Counter()
         self.forms: list[dict[str, list[str]]] = []
         self.secrets: set[str] = set()
@@ -282,6 +322,7 @@ class AuthServer(AuthorizationServer):
         self.register_grant(_JWTBearer)
         self.register_endpoint(_Revocation)
         self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(self))
+        self.register_client_auth_method("client_secret_jwt", _ClientSecretJWT(self))
         self.register_client_auth_method("tls_client_auth", _tls_client_auth)
 
     @property

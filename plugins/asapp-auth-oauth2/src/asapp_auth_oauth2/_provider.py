@@ -18,6 +18,7 @@ import httpx
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ProviderError
 
+from . import _secret_jwt as secret_jwt
 from ._cache import TokenCache
 from ._discovery import Discovery
 from ._response import TokenResponse, parse_token_response, token_dict
@@ -425,14 +426,28 @@ class OAuth2Provider:
             assert s.client_secret is not None
             form["client_secret"] = s.client_secret.reveal()
             return [s.client_secret.reveal()]
-        if method == "private_key_jwt":
-            audience = s.assertion_audience or token_endpoint
-            assertion = self._sign(
-                self._assertion_claims(s.client_id, audience), "client assertion"
-            )
+        if method in ("private_key_jwt", "client_secret_jwt"):
+            claims = self._assertion_claims(s.client_id, s.assertion_audience or token_endpoint)
+            if method == "client_secret_jwt":
+                assert s.client_secret is not None
+                secret = s.client_secret.reveal()
+                assertion = secret_jwt.sign(claims, secret, s.token_endpoint_auth_signing_alg)
+                scrub = [assertion, secret]
+            else:
+                assertion = self._sign(claims, "client assertion")
+                scrub = [assertion]
+                alg = secret_jwt.header_algorithm(assertion)
+                if alg is None or alg.upper().startswith("HS") or alg.lower() == "none":
+                    raise ProviderError(
+                        f"plugin 'oauth2': the signer made a private_key_jwt client assertion "
+                        f"with alg {alg!r}, which is no private-key signature (RFC 7523 section "
+                        "2.2); give a signer with a private key, or use client_secret_jwt for "
+                        "a shared secret",
+                        plugin="oauth2",
+                    )
             form["client_assertion_type"] = ASSERTION_TYPE
             form["client_assertion"] = assertion
-            return [assertion]
+            return scrub
         return []  # none, tls_client_auth: the client id, and the certificate on the connection
 
     def _fetch(self, endpoint: str, customer_id: str, subject: str | None) -> TokenResponse:

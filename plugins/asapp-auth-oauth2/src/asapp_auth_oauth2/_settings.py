@@ -17,6 +17,8 @@ import httpx
 from asapp_auth.errors import ConfigurationError
 from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
 
+from ._secret_jwt import HMAC_ALGORITHMS, min_secret_bytes
+
 __all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
 
 PLUGIN = "oauth2"
@@ -33,10 +35,13 @@ PER_CUSTOMER_GRANTS = frozenset({"refresh_token", "token_exchange", "jwt_bearer"
 CLIENT_AUTH_METHODS = (
     "client_secret_basic",
     "client_secret_post",
+    "client_secret_jwt",
     "private_key_jwt",
     "tls_client_auth",
     "none",
 )
+# The methods that authenticate with client_secret.
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
@@ -69,6 +74,8 @@ class OAuth2Settings:
     requested_token_type: str | None = None
     signer: Signer | None = field(default=None, repr=False)
     assertion_lifetime: float = 60.0
+    # The MAC of client_secret_jwt assertions (RFC 7591's name for it).
+    token_endpoint_auth_signing_alg: str = "HS256"  # noqa: S105 - an algorithm name
     assertion_audience: str | None = None
     max_retries: int = 3
     backoff_base: float = 0.2
@@ -340,6 +347,41 @@ def _ssl_context(
     return context
 
 
+def _is_hmac(signer: Signer) -> bool:
+    """An HMAC signer: the JWT plugin's says so; any other, by its ``algorithm``."""
+    if getattr(signer, "is_symmetric", False) is True:
+        return True
+    algorithm = getattr(signer, "algorithm", None)
+    return isinstance(algorithm, str) and algorithm.upper().startswith("HS")
+
+
+def _mac_algorithm(raw: Mapping[str, Any], client_auth: str, secret: Secret | None) -> str:
+    """The client_secret_jwt algorithm, refused with other methods and for a short secret."""
+    name = "token_endpoint_auth_signing_alg"
+    value = raw.get(name)
+    if client_auth != "client_secret_jwt":
+        if value is not None:
+            raise _fail(
+                name,
+                f"applies to client_auth='client_secret_jwt', not {client_auth!r} (a signer's "
+                "own algorithm applies to private_key_jwt: signing_algorithm)",
+            )
+        return "HS256"
+    algorithm = "HS256" if value is None else value
+    if algorithm not in HMAC_ALGORITHMS:
+        raise _fail(name, f"must be one of {sorted(HMAC_ALGORITHMS)}, got {algorithm!r}")
+    assert secret is not None
+    size, needed = len(secret.reveal().encode("utf-8")), min_secret_bytes(algorithm)
+    if size < needed:
+        raise _fail(
+            "client_secret",
+            f"is {size} bytes; {algorithm} for client_secret_jwt needs at least {needed} (the "
+            "hash size, RFC 7518 section 3.2): have the server issue a longer secret, or use "
+            "client_secret_basic",
+        )
+    return str(algorithm)
+
+
 _KNOWN = frozenset(OAuth2Settings.__dataclass_fields__) | {
     "signing_key",
     "signing_algorithm",
@@ -393,11 +435,20 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         raise _fail(
             "client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {client_auth!r}"
         )
-    if client_auth in ("client_secret_basic", "client_secret_post") and client_secret is None:
+    if client_auth in SECRET_METHODS and client_secret is None:
         raise _fail("client_secret", f"is required with client_auth={client_auth!r}")
-    if client_auth not in ("client_secret_basic", "client_secret_post") and client_secret:
+    if client_auth not in SECRET_METHODS and client_secret:
         raise _fail(
             "client_secret", f"was given but client_auth is {client_auth!r}, which does not use it"
+        )
+    mac_alg = _mac_algorithm(raw, client_auth, client_secret)
+    if client_auth == "private_key_jwt" and signer is not None and _is_hmac(signer):
+        raise _fail(
+            "signer",
+            f"MACs with a shared secret ({getattr(signer, 'algorithm', 'HMAC')}), which is "
+            "client_secret_jwt, not private_key_jwt (RFC 7523 section 2.2: private_key_jwt signs "
+            "with a private key); set client_auth='client_secret_jwt' with that secret as "
+            "client_secret",
         )
     if signer is None and (client_auth == "private_key_jwt" or grant == "jwt_bearer"):
         needs = (
@@ -442,6 +493,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         ),
         requested_token_type=_str("requested_token_type", raw.get("requested_token_type")),
         signer=signer,
+        token_endpoint_auth_signing_alg=mac_alg,
         assertion_lifetime=_number(
             "assertion_lifetime", raw.get("assertion_lifetime", 60.0), minimum=0
         ),
