@@ -73,9 +73,12 @@ def test_missing_plugin_exits_2_naming_the_package(
     assert main(["demo", "--provider", "jwt"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (
-        "asapp-auth: demo --provider jwt needs the jwt plugin: pip install asapp-auth-jwt\n"
-    )
+    (line,) = captured.err.splitlines()
+    assert line.startswith("asapp-auth: demo --provider jwt: no installed plugin is named 'jwt'")
+    # The command works today: it names the plugin's folder in this checkout, not an index.
+    command = line.split("; ")[-1]
+    assert command.startswith("pip install ")
+    assert (Path(command.removeprefix("pip install ")) / "pyproject.toml").is_file()
 
 
 def test_plugin_not_allowed_exits_2_naming_the_variable(
@@ -85,7 +88,8 @@ def test_plugin_not_allowed_exits_2_naming_the_variable(
     monkeypatch.setenv(plugins.ALLOW_ENV, "static")
     assert main(["demo", "--provider", "oauth2"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert "ASAPP_AUTH_PLUGINS='static' does not allow the oauth2 plugin" in line
+    assert "plugin 'oauth2' is installed but not allowed" in line
+    assert "ASAPP_AUTH_PLUGINS='static' does not list it" in line
 
 
 def test_unknown_provider_is_a_usage_error() -> None:

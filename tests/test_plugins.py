@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import types
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from asapp_auth import AuthPipeline, discover, get_plugin_manager, hookimpl
-from asapp_auth.errors import ConfigurationError, NoProviderError, PluginError
+from asapp_auth.errors import ConfigurationError, NoProviderError, PluginError, PluginWarning
 from asapp_auth.plugins import configure_plugin, hooks_of
+from asapp_auth.testing import FakePlatform
 
 ORIGIN = "https://api.chat.example"
 
@@ -121,7 +125,7 @@ def test_broken_unknown_and_misconfigured_plugins_fail_with_their_name(
         AuthPipeline(origins=[ORIGIN], plugins=["broken"])
     with pytest.raises(ConfigurationError, match="'nosuch'"):
         AuthPipeline(origins=[ORIGIN], plugins=["nosuch"])
-    with pytest.raises(PluginError, match="'good' rejected its settings"):
+    with pytest.raises(PluginError, match="'good': from_settings raised KeyError"):
         AuthPipeline(origins=[ORIGIN], plugins={"good": {}})
     with pytest.raises(PluginError, match="takes no settings"):
         AuthPipeline(origins=[ORIGIN], plugins={"plain": {"x": 1}})
@@ -214,6 +218,187 @@ def test_hook_tracing_names_hooks_and_plugins_but_no_values(
         )
     messages = [r.getMessage() for r in caplog.records if r.name == "asapp_auth.hooks"]
     assert any("on_token_expired" in m for m in messages)
+
+
+class FromPlatform:
+    """A provider plugin answering with the fake platform's own tokens."""
+
+    def __init__(self, platform: FakePlatform) -> None:
+        self.platform = platform
+
+    @hookimpl
+    def provide_context(self, customer: Any) -> Any:
+        return self.platform.context_for(customer.id)
+
+
+class Noticing:
+    """A plugin that implements the two notification hooks and counts their calls."""
+
+    def __init__(self) -> None:
+        self.expired = 0
+        self.cleared = 0
+
+    @hookimpl
+    def on_token_expired(self) -> None:
+        self.expired += 1
+
+    @hookimpl
+    def on_customer_cleared(self) -> None:
+        self.cleared += 1
+
+
+def test_every_hook_the_pipeline_calls_is_traced(
+    platform: FakePlatform, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """provide_context, on_token_expired and on_customer_cleared, called by the pipeline itself
+    during a rejection and a customer switch, are traced with the plugins they reached."""
+    monkeypatch.setenv("ASAPP_AUTH_TRACE_HOOKS", "1")
+    pipeline = AuthPipeline(origins=[platform.origin])
+    noticing = Noticing()
+    pipeline.register(noticing, name="noticing")
+    pipeline.register(FromPlatform(platform), name="platform")
+    pipeline.register(Answers("unused", customers=set()), name="answers")
+    pipeline.set_customer("alice")
+    with (
+        caplog.at_level(logging.DEBUG, logger="asapp_auth.hooks"),
+        httpx.Client(auth=pipeline) as client,
+    ):
+        assert client.get(f"{platform.url}/v1/account").status_code == 200
+        platform.expire()
+        assert (
+            client.get(f"{platform.url}/v1/account").status_code == 200
+        )  # rejected, refreshed, retried
+        pipeline.set_customer("bob")
+    assert (noticing.expired, noticing.cleared) == (1, 1)
+    messages = [r.getMessage() for r in caplog.records if r.name == "asapp_auth.hooks"]
+    for hook in ("provide_context", "on_token_expired", "on_customer_cleared"):
+        assert any(m.startswith(f"calling {hook} on ") for m in messages), hook
+    assert "calling on_token_expired on ['noticing']" in messages
+    assert "calling on_customer_cleared on ['noticing']" in messages
+    assert "provide_context of plugin 'answers' returned None" in messages
+    assert "on_token_expired of plugin 'noticing' returned None" in messages
+    text = "\n".join(messages)
+    assert "Token" not in text
+    assert "alice" not in text
+
+
+def test_tracing_is_off_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without ASAPP_AUTH_TRACE_HOOKS the pipeline's own hook calls log nothing."""
+    monkeypatch.delenv("ASAPP_AUTH_TRACE_HOOKS", raising=False)
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.register(Answers("x"), name="answers")
+    pipeline.set_customer("alice")
+    with caplog.at_level(logging.DEBUG, logger="asapp_auth.hooks"):
+        pipeline.get_context()
+    assert [r for r in caplog.records if r.name == "asapp_auth.hooks"] == []
+
+
+def test_a_misspelt_parameter_names_the_plugin_and_the_right_parameter() -> None:
+    """A hookimpl parameter the hook does not give is refused naming the plugin (not pluggy's
+    numeric id), the hook, the parameter and the closest one the hook has."""
+
+    class Typo:
+        @hookimpl
+        def provide_context(self, custmer: Any) -> None:
+            return None
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    with pytest.raises(PluginError) as caught:
+        pipeline.register(Typo())
+    message = str(caught.value)
+    assert message.startswith("plugin 'Typo': hook 'provide_context' takes a parameter 'custmer'")
+    assert "did you mean 'customer'?" in message
+    assert not re.search(r"\d{5,}", message)
+    assert caught.value.plugin == "Typo"
+
+
+def test_a_misspelt_hook_name_gets_the_closest_hook() -> None:
+    """A @hookimpl whose name is no hook is refused with the closest hook name."""
+
+    class Expiry:
+        @hookimpl
+        def on_token_expird(self) -> None:
+            return None
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    with pytest.raises(PluginError, match=r"did you mean 'on_token_expired'\?"):
+        pipeline.register(Expiry(), name="expiry")
+
+
+def test_every_hook_problem_of_a_plugin_is_reported_at_once() -> None:
+    """A plugin with several broken hookimpls gets one error listing each of them."""
+
+    class Broken:
+        @hookimpl
+        def on_token_expird(self) -> None:
+            return None
+
+        @hookimpl
+        async def provide_context(self, customer: Any) -> None:
+            return None
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    with pytest.raises(PluginError) as caught:
+        pipeline.register(Broken(), name="broken")
+    message = str(caught.value)
+    assert message.startswith("plugin 'broken': 2 problems:")
+    assert "'on_token_expird'" in message
+    assert "async" in message
+
+
+def test_an_unmarked_hook_named_method_warns_naming_the_plugin() -> None:
+    """A method named like a hook but without @hookimpl is never called: registering warns."""
+
+    class Forgot:
+        def provide_context(self, customer: Any) -> dict[str, Any]:
+            return {"Auth": {"Token": "never"}}
+
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    with pytest.warns(PluginWarning, match=r"plugin 'forgot': 'provide_context' is not marked"):
+        pipeline.register(Forgot(), name="forgot")
+    pipeline.set_customer("alice")
+    with pytest.raises(NoProviderError):
+        pipeline.get_context()
+
+
+def test_a_mistyped_plugin_name_gets_the_closest_installed_one(
+    entry_points: dict[str, str],
+) -> None:
+    """Naming a plugin that is not installed suggests the closest installed name."""
+    with pytest.raises(ConfigurationError, match=r"did you mean 'plain'\?"):
+        AuthPipeline(origins=[ORIGIN], plugins=["plian"])
+
+
+def test_a_missing_bundled_plugin_gets_an_install_command_that_works(
+    entry_points: dict[str, str],
+) -> None:
+    """A bundled plugin that is not installed (or a typo of one) gets the pip command for its
+    folder in this checkout: the plugins are on no package index."""
+    for name in ("jwt", "statik"):
+        with pytest.raises(ConfigurationError) as caught:
+            AuthPipeline(origins=[ORIGIN], plugins=[name])
+        message = str(caught.value)
+        assert "pip install asapp-auth-" not in message
+        folder = re.search(r"pip install (\./plugins/asapp-auth-\w+)$", message)
+        assert folder is not None, message
+        assert (Path(folder[1]) / "pyproject.toml").is_file()
+    assert "did you mean 'static'? It is not installed" in message
+
+
+def test_an_installed_plugin_left_out_of_the_allow_list_is_said_not_allowed(
+    entry_points: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ASAPP_AUTH_PLUGINS, an installed plugin the list leaves out is reported as not
+    allowed, by that variable, rather than as not installed."""
+    monkeypatch.setenv("ASAPP_AUTH_PLUGINS", "plain")
+    with pytest.raises(ConfigurationError) as caught:
+        AuthPipeline(origins=[ORIGIN], plugins=["good"])
+    message = str(caught.value)
+    assert "plugin 'good' is installed but not allowed" in message
+    assert "ASAPP_AUTH_PLUGINS='plain' does not list it" in message
+    assert "no installed plugin" not in message
 
 
 def test_check_settings_refuses_non_mappings_and_unknown_keys() -> None:

@@ -28,7 +28,7 @@ from .customer import Customer
 from .errors import NoProviderError, TokenRejectedError
 from .hookspecs import hookimpl
 from .pipeline import AuthPipeline
-from .plugins import ALLOW_ENV, PluginInfo, discover
+from .plugins import PluginInfo, discover, unavailable
 from .testing import Exchange, FakePlatform, RecordingProvider
 
 __all__ = ["PLUGIN_PROVIDERS", "PROVIDERS", "missing_plugin", "run"]
@@ -42,17 +42,10 @@ _LIFETIME = 300  # seconds: every token the demo's servers issue
 
 def missing_plugin(provider: str) -> str | None:
     """Why ``provider`` cannot serve the demo (one line, saying what to do), or ``None``."""
-    if provider == "app" or any(info.name == provider for info in discover()):
+    installed = [info.name for info in discover()]
+    if provider == "app" or provider in installed:
         return None
-    allowed = os.environ.get(ALLOW_ENV)
-    if allowed is not None and provider not in {n.strip() for n in allowed.split(",")}:
-        return (
-            f"demo --provider {provider}: {ALLOW_ENV}={allowed!r} does not allow the {provider} "
-            "plugin; add it to the list"
-        )
-    return (
-        f"demo --provider {provider} needs the {provider} plugin: pip install asapp-auth-{provider}"
-    )
+    return f"demo --provider {provider}: {unavailable(provider, installed)}"
 
 
 def _b64decode(part: str) -> bytes:

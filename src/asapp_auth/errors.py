@@ -1,4 +1,4 @@
-"""Every exception asapp-auth raises, under one base class.
+"""Every exception asapp-auth raises, under one base class, and the one warning it issues.
 
 Messages name the plugin, customer or origin involved and say what to do next. They never hold a
 token, secret, key or assertion: values are described by type, never quoted.
@@ -13,6 +13,7 @@ __all__ = [
     "LoginRequiredError",
     "NoProviderError",
     "PluginError",
+    "PluginWarning",
     "ProviderError",
     "ProviderTimeoutError",
     "RedirectBlockedError",
@@ -38,6 +39,11 @@ class PluginError(AsappAuthError):
     def __init__(self, message: str, *, plugin: str) -> None:
         super().__init__(message)
         self.plugin = plugin
+
+
+class PluginWarning(UserWarning):
+    """A plugin was registered, but part of it looks like a mistake that will never work (a
+    function named like a hook but not marked ``@hookimpl``)."""
 
 
 class ProviderError(AsappAuthError):

@@ -29,6 +29,7 @@ import pluggy
 
 from ._checks import seconds as _seconds
 from ._flight import Flight
+from ._hookcalls import HookCall
 from .attach import Attacher, Attachment, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
 from .classify import Classifier, Verdict, default_classifier
@@ -57,7 +58,7 @@ from .origins import (
     origin_of,
     parse_origins,
 )
-from .plugins import configure_plugin, discover, get_plugin_manager, register_plugin
+from .plugins import discover, get_plugin_manager, load_plugin, register_plugin
 
 __all__ = ["AuthPipeline", "CustomerAuth"]
 
@@ -243,14 +244,7 @@ class AuthPipeline(httpx.Auth):
         for name, settings in reversed(wanted):
             shown = json.dumps(settings, sort_keys=True, default=repr).encode()
             self._plugin_digests[name] = hashlib.sha256(shown).hexdigest()[:16]
-            info = installed.get(name)
-            if info is None:
-                raise ConfigurationError(
-                    f"no installed plugin is named {name!r} "
-                    f"(installed: {sorted(installed) or 'none'}); "
-                    f"pip install asapp-auth-{name}, or check ASAPP_AUTH_PLUGINS"
-                )
-            register_plugin(self._pm, configure_plugin(info, settings), name)
+            load_plugin(self._pm, name, settings, installed)
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -381,11 +375,10 @@ class AuthPipeline(httpx.Auth):
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of a notification hook; one failing stops no other."""
-        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
-            if impl.hookwrapper or impl.wrapper:
-                continue
+        call = HookCall(self._pm, hook, kwargs)
+        for impl in call.impls:
             try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
+                call(impl)
             except Exception as exc:
                 log.warning(
                     "the %s hook of plugin %r raised %s; carrying on",
@@ -678,9 +671,8 @@ class AuthPipeline(httpx.Auth):
         name the plugin that answered.
         """
         kwargs = {"customer": customer, "needs_refresh": needs_refresh, "previous": previous}
-        for impl in reversed(self._pm.hook.provide_context.get_hookimpls()):
-            if impl.hookwrapper or impl.wrapper:
-                continue
+        call = HookCall(self._pm, "provide_context", kwargs)
+        for impl in call.impls:
             name = impl.plugin_name
             source = (
                 f"the context_provider of customer {customer.id!r}"
@@ -688,7 +680,7 @@ class AuthPipeline(httpx.Auth):
                 else f"plugin {name!r}"
             )
             try:
-                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                result = call(impl)
             except LoginRequiredError:
                 raise
             except ProviderError as exc:

@@ -15,9 +15,9 @@ Environment variables:
 from __future__ import annotations
 
 import inspect
-import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
+import warnings
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -25,7 +25,9 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import AsappAuthError, ConfigurationError, PluginError
+from ._hints import BUNDLED, closest, did_you_mean, install_hint
+from ._hookcalls import trace_hooks
+from .errors import AsappAuthError, ConfigurationError, PluginError, PluginWarning
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -34,15 +36,15 @@ __all__ = [
     "configure_plugin",
     "discover",
     "get_plugin_manager",
+    "hook_names",
     "hooks_of",
+    "load_plugin",
     "register_plugin",
+    "unavailable",
 ]
 
 ENTRY_POINT_GROUP = "asapp_auth"
 ALLOW_ENV = "ASAPP_AUTH_PLUGINS"
-TRACE_ENV = "ASAPP_AUTH_TRACE_HOOKS"
-
-_hook_log = logging.getLogger("asapp_auth.hooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +67,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager that knows asapp-auth's hooks and has no plugin registered."""
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    if os.environ.get(TRACE_ENV, "0") not in ("", "0"):
-        manager.add_hookcall_monitoring(_trace_before, _trace_after)
+    trace_hooks(manager)
     return manager
-
-
-def _trace_before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    _hook_log.debug("calling %s on %s", hook_name, [impl.plugin_name for impl in impls])
-
-
-def _trace_after(outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Any) -> None:
-    failed = outcome.exception is not None
-    _hook_log.debug("%s %s", hook_name, "raised" if failed else "returned")
 
 
 def _allowed_names() -> set[str] | None:
@@ -110,6 +102,36 @@ def discover(group: str = ENTRY_POINT_GROUP) -> list[PluginInfo]:
     return found
 
 
+def unavailable(name: str, installed: Iterable[str], group: str = ENTRY_POINT_GROUP) -> str:
+    """Why no plugin named ``name`` can be configured, in one line that says what to do.
+
+    ``installed`` are the names ``discover()`` found. A plugin that is installed but left out
+    by ``ASAPP_AUTH_PLUGINS`` is said to be not allowed; a typo gets the closest known name; a
+    plugin of asapp-auth's own that is missing gets the install command that works today.
+    """
+    installed = sorted(installed)
+    if name not in installed and any(e.name == name for e in metadata.entry_points(group=group)):
+        return (
+            f"plugin {name!r} is installed but not allowed: "
+            f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} does not list it; add it to "
+            f"{ALLOW_ENV}, or unset {ALLOW_ENV} to allow every installed plugin"
+        )
+    listed = ", ".join(installed) or "none"
+    message = f"no installed plugin is named {name!r} (installed: {listed})"
+    match = closest(name, [*installed, *BUNDLED])
+    if match in installed:
+        return f"{message}; did you mean {match!r}?"
+    hint = install_hint(match or name)
+    if hint is not None:
+        if match is not None and match != name:
+            return f"{message}; did you mean {match!r}? It is not installed: {hint}"
+        return f"{message}; {hint}"
+    return (
+        f"{message}; install the distribution that provides it (an entry point of the "
+        f"{group!r} group), or check the name"
+    )
+
+
 def configure_plugin(info: PluginInfo, settings: Mapping[str, Any] | None = None) -> object:
     """Turn a discovered entry point into a plugin object ready to register.
 
@@ -118,15 +140,15 @@ def configure_plugin(info: PluginInfo, settings: Mapping[str, Any] | None = None
     """
     if info.error is not None:
         raise PluginError(
-            f"plugin {info.name!r} could not be loaded ({info.error}); reinstall it, or remove it "
-            "from the pipeline's plugins",
+            f"plugin {info.name!r}: could not be loaded ({info.error}); reinstall it, or remove "
+            "it from the pipeline's plugins",
             plugin=info.name,
         )
     factory = getattr(info.plugin, "from_settings", None)
     if factory is None:
         if settings:
             raise PluginError(
-                f"plugin {info.name!r} takes no settings, but was given {sorted(settings)}",
+                f"plugin {info.name!r}: takes no settings, but was given {sorted(settings)}",
                 plugin=info.name,
             )
         return info.plugin
@@ -136,10 +158,24 @@ def configure_plugin(info: PluginInfo, settings: Mapping[str, Any] | None = None
         raise
     except Exception as exc:
         raise PluginError(
-            f"plugin {info.name!r} rejected its settings ({type(exc).__name__}); "
-            "check them against the plugin's documentation",
+            f"plugin {info.name!r}: from_settings raised {type(exc).__name__}; check the "
+            "settings against the plugin's documentation",
             plugin=info.name,
         ) from exc
+
+
+def load_plugin(
+    manager: pluggy.PluginManager,
+    name: str,
+    settings: Mapping[str, Any] | None,
+    installed: Mapping[str, PluginInfo],
+) -> str:
+    """Configure the installed plugin ``name`` and register it on ``manager``, as a pipeline
+    does for each plugin it is configured with; ``installed`` is what ``discover()`` found."""
+    info = installed.get(name)
+    if info is None:
+        raise ConfigurationError(unavailable(name, installed))
+    return register_plugin(manager, configure_plugin(info, settings), name)
 
 
 def check_settings(settings: object, known: Collection[str], plugin: str) -> Mapping[str, Any]:
@@ -159,43 +195,121 @@ def check_settings(settings: object, known: Collection[str], plugin: str) -> Map
     return settings
 
 
-def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | None) -> str:
-    """Register ``plugin``, refusing async or misspelt hook implementations. Returns its name."""
-    label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+def hook_names(manager: pluggy.PluginManager) -> list[str]:
+    """The names of the hooks ``manager`` has specifications for."""
+    return sorted(
+        name
+        for name, caller in vars(manager.hook).items()
+        if isinstance(caller, pluggy.HookCaller) and caller.spec is not None
+    )
+
+
+def _hook_problems(manager: pluggy.PluginManager, plugin: object, label: str) -> list[str]:
+    """What is wrong with ``plugin``'s hook implementations, each said with what to do."""
+    known = hook_names(manager)
+    problems = []
     for attr in dir(plugin):
-        function = getattr(plugin, attr, None)
         opts = manager.parse_hookimpl_opts(plugin, attr)
-        if opts is not None and inspect.iscoroutinefunction(function):
-            raise PluginError(
-                f"plugin {label!r}: hook {attr!r} is an async function; hooks must be plain "
-                "functions (asapp-auth already calls them off the event loop)",
-                plugin=label,
+        if opts is None:
+            continue
+        function = getattr(plugin, attr)
+        hook = opts.get("specname") or attr
+        if hook not in known:
+            if not opts.get("optionalhook"):
+                problems.append(
+                    f"{attr!r} is marked @hookimpl but no hook has that name"
+                    f"{did_you_mean(hook, known)}; the hooks are {', '.join(known)}"
+                )
+            continue
+        if inspect.iscoroutinefunction(function):
+            problems.append(
+                f"hook {hook!r} is an async function; hooks must be plain functions "
+                "(asapp-auth already calls them off the event loop)"
             )
+            continue
+        spec = getattr(manager.hook, hook).spec
+        impl = pluggy.HookImpl(plugin, label, function, opts)
+        for arg in (a for a in impl.argnames if a not in spec.argnames):
+            problems.append(
+                f"hook {hook!r} takes a parameter {arg!r} that the hook does not give"
+                f"{did_you_mean(arg, spec.argnames)}; it may take any of "
+                f"{', '.join(spec.argnames)}"
+            )
+    return problems
+
+
+def _warn_unmarked(manager: pluggy.PluginManager, plugin: object, label: str) -> None:
+    """Warn about functions named like a hook but not marked ``@hookimpl``: never called."""
+    for hook in hook_names(manager):
+        function = getattr(plugin, hook, None)
+        if callable(function) and manager.parse_hookimpl_opts(plugin, hook) is None:
+            warnings.warn(
+                f"plugin {label!r}: {hook!r} is not marked @asapp_auth.hookimpl, so it is never "
+                "called; mark it, or rename it",
+                PluginWarning,
+                stacklevel=3,
+            )
+
+
+def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | None) -> str:
+    """Register ``plugin``, refusing async, misspelt or mistyped hook implementations, and
+    warning about unmarked functions named like a hook. Returns the name it is registered under.
+    """
+    label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    problems = _hook_problems(manager, plugin, label)
+    if problems:
+        raise PluginError(_joined(f"plugin {label!r}", problems), plugin=label)
+    _warn_unmarked(manager, plugin, label)
     try:
         registered = manager.register(plugin, name=name)
         manager.check_pending()
     except (pluggy.PluginValidationError, ValueError) as exc:
         if manager.is_registered(plugin):
             manager.unregister(plugin)
-        raise PluginError(f"plugin {label!r} could not be registered: {exc}", plugin=label) from exc
+        raise PluginError(
+            f"plugin {label!r}: could not be registered: {exc}", plugin=label
+        ) from exc
     if registered is None:  # pluggy refuses names that were blocked
-        raise PluginError(f"plugin {label!r} is blocked in this pipeline", plugin=label)
+        raise PluginError(f"plugin {label!r}: is blocked in this pipeline", plugin=label)
     return registered
 
 
-def hooks_of(plugin: object) -> list[str]:
-    """The asapp-auth hooks ``plugin`` implements; for a module, its classes' hooks too."""
-    marker = f"{hookspecs.PROJECT_NAME}_impl"
+def _joined(prefix: str, problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"{prefix}: {problems[0]}"
+    return f"{prefix}: {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def _targets(plugin: object) -> list[object]:
+    """``plugin``, and for a module the classes it exports: where its hooks may be."""
     targets = [plugin]
     if inspect.ismodule(plugin):
         exported = getattr(plugin, "__all__", None) or dir(plugin)
         targets += [
             getattr(plugin, n) for n in exported if inspect.isclass(getattr(plugin, n, None))
         ]
+    return targets
+
+
+def hooks_of(plugin: object) -> list[str]:
+    """The asapp-auth hooks ``plugin`` implements; for a module, its classes' hooks too."""
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
     names = {
         attr
-        for target in targets
+        for target in _targets(plugin)
         for attr in dir(target)
         if hasattr(getattr(target, attr, None), marker)
     }
     return sorted(names)
+
+
+def hook_problems_of(plugin: object) -> list[str]:
+    """What registering ``plugin`` (or, for a module, one of its classes' objects) would refuse:
+    unknown hook names, async hooks, parameters a hook does not give."""
+    manager = get_plugin_manager()
+    problems = []
+    for target in _targets(plugin):
+        label = getattr(target, "__name__", None) or type(target).__name__
+        where = f"{label}: " if target is not plugin else ""
+        problems += [f"{where}{problem}" for problem in _hook_problems(manager, target, label)]
+    return problems

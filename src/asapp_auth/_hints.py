@@ -1,0 +1,62 @@
+"""What to tell a user who mistyped a name, or lacks a plugin: the closest known name, and the
+install command that works today."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["BUNDLED", "closest", "did_you_mean", "install_hint", "unknown_setting"]
+
+BUNDLED = {
+    "static": "plugins/asapp-auth-static",
+    "jwt": "plugins/asapp-auth-jwt",
+    "oauth2": "plugins/asapp-auth-oauth2",
+    "example": "examples/asapp-auth-example",
+}
+"""The plugin distributions in asapp-auth's repository, by entry-point name, where they live."""
+
+# src/asapp_auth/_hints.py -> the checkout's root, when asapp-auth runs from one.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The known name ``word`` is most likely a typo of, or ``None`` when none is close."""
+    matches = difflib.get_close_matches(word, sorted(set(known)), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest known name, or ``""``."""
+    match = closest(word, known)
+    return "" if match is None else f" (did you mean {match!r}?)"
+
+
+def install_hint(name: str) -> str | None:
+    """How to install the bundled plugin ``name``, or ``None`` for a plugin we do not ship.
+
+    The plugins are on no package index: from a checkout this is the path to its folder.
+    """
+    where = BUNDLED.get(name)
+    if where is None:
+        return None
+    folder = _CHECKOUT / where
+    if (folder / "pyproject.toml").is_file():
+        try:
+            shown = f"./{folder.relative_to(Path.cwd().resolve()).as_posix()}"
+        except ValueError:
+            shown = os.fspath(folder)
+        return f"pip install {shown}"
+    return f"pip install ./{where} (from a checkout of asapp-auth: it is on no package index)"
+
+
+def unknown_setting(name: str, known: Iterable[str], *, named: bool = True) -> str:
+    """The one wording for a setting nobody knows: ``unknown setting 'x' (did you mean 'y'?);
+    the settings are ...``; ``named=False`` leaves the name out, for a key path that says it."""
+    listed = sorted(set(known))
+    shown = f" {name!r}" if named else ""
+    return (
+        f"unknown setting{shown}{did_you_mean(name, listed)}; the settings are {', '.join(listed)}"
+    )
