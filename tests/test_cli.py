@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,11 @@ def test_plugins_lists_installed_plugins_as_json(capsys: pytest.CaptureFixture[s
     """plugins --json lists each installed plugin with its distribution and hooks."""
     code = main(["plugins", "--json"])
     rows = json.loads(capsys.readouterr().out)
-    assert code == (1 if any(r["error"] for r in rows) else 0)
+    assert code == (1 if any(r["error"] or r["problems"] for r in rows) else 0)
     for row in rows:
-        assert set(row) == {"name", "distribution", "version", "entry_point", "hooks", "error"}
+        assert set(row) == {
+            "name", "distribution", "version", "entry_point", "hooks", "error", "problems",
+        }  # fmt: skip
 
 
 def test_version_and_usage_errors() -> None:
@@ -66,3 +69,20 @@ def test_jwks_prints_the_public_keys_only(
     assert jwk["kid"] == "k1"
     assert jwk["kty"] == "EC"
     assert "d" not in jwk
+
+
+def test_keygen_refuses_to_overwrite_a_file_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keygen --out onto an existing file exits 2 with one line saying so, and keeps the file."""
+    pytest.importorskip("cryptography")
+    path = tmp_path / "cache.key"
+    path.write_text("the key in use\n")
+    assert main(["keygen", "--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asapp-auth: keygen --out {path}: the file exists")
+    assert "FileExistsError" not in err
+    assert len(err.splitlines()) == 1
+    assert path.read_text() == "the key in use\n"
+    assert main(["keygen", "--out", str(tmp_path / "no-such-folder" / "k")]) == 2
+    assert "cannot create it (No such file or directory)" in capsys.readouterr().err

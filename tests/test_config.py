@@ -73,7 +73,7 @@ def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> Non
     message = str(caught.value)
     assert str(path) in message
     for words in (
-        "colour: unknown key",
+        "colour: unknown setting",
         "origins: expected a list of strings",
         "provider_timeout: expected a number of seconds",
         "cache.size: expected a whole number",
@@ -95,7 +95,7 @@ def test_pyproject_table_and_search_upwards(
     inner.mkdir(parents=True)
     monkeypatch.chdir(inner)
     assert find_config() == tmp_path / "pyproject.toml"
-    with pytest.raises(ConfigurationError, match=r"tool\.asapp-auth\.x: unknown key"):
+    with pytest.raises(ConfigurationError, match=r"tool\.asapp-auth\.x: unknown setting"):
         load_config()
     (tmp_path / "pyproject.toml").write_text("[tool.black]\n")
     with pytest.raises(ConfigurationError, match=r"no asapp-auth\.toml"):
@@ -139,7 +139,7 @@ def test_a_missing_secret_is_named_not_shown(
 def test_check_command_reports_ok_or_each_problem(
     tmp_path: Path, token: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """check exits 0 with ok for a good file, 1 with one line per problem for a bad one."""
+    """check exits 0 with ok for a good file, 2 with one line per problem for a bad one."""
     pytest.importorskip("asapp_auth_static")
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(GOOD)
@@ -147,7 +147,7 @@ def test_check_command_reports_ok_or_each_problem(
     bad.write_text(BAD.replace("[plugins]\nstatic = 3", "[plugins.nosuch]"))
     assert main(["check", "--config", str(good)]) == 0
     assert "ok:" in capsys.readouterr().out
-    assert main(["check", "--config", str(bad)]) == 1
+    assert main(["check", "--config", str(bad)]) == 2
     out = capsys.readouterr().out
     assert "7 problems" in out
     assert "plugins.nosuch: no installed plugin" in out

@@ -16,3 +16,20 @@ def seconds(name: str, value: object, *, positive: bool = False) -> float:
             f"{name} must be {'above' if positive else 'at least'} 0, not {value!r}"
         )
     return float(value)
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url_problem(url: object) -> str | None:
+    """What is wrong with ``url`` as a Redis URL, quoting at most its scheme (the rest may hold
+    a password); ``None`` when it has a Redis scheme."""
+    expected = "redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH"
+    if not isinstance(url, str):
+        return f"must be a Redis URL such as {expected}, not {type(url).__name__}"
+    if url.startswith(_REDIS_SCHEMES):
+        return None
+    scheme, found, _ = url.partition("://")
+    if not found:
+        return f"has no scheme: write it as {expected}"
+    return f"has scheme {scheme[:20] + '://'!r}, which is not Redis's: write it as {expected}"

@@ -1,8 +1,17 @@
 """asapp-auth: customer authentication for a chat platform's API, from the command line.
 
-Exit codes: 0 success; 1 a command ran and found a problem (a demo step failed, a broken
-plugin); 2 usage or configuration error. Errors are one line on stderr; ``--debug`` shows the
-traceback. Output is plain text (``NO_COLOR`` is respected trivially: there is no colour).
+Exit codes:
+
+- 0: success (for ``check``: the configuration has no problem);
+- 1: the command ran and something failed at run time: ``context`` could not get a context
+  (an endpoint down or answering nonsense, a refused client, a customer's session gone),
+  ``plugins`` lists a broken plugin, a ``demo`` step misbehaved;
+- 2: usage or configuration error: bad arguments, no configuration file found, a file that
+  cannot be read or parsed, any problem ``check`` reports (the same ones ``context`` stops at),
+  a plugin that is not installed or not allowed, a ``keygen --out`` file that exists.
+
+Errors are one line on stderr, starting ``asapp-auth:``; ``--debug`` shows the traceback. Output
+is plain text (``NO_COLOR`` is respected trivially: there is no colour).
 """
 
 from __future__ import annotations
@@ -17,12 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import check_config, find_config
+from .config import check_file
 from .demo import PROVIDERS, missing_plugin
 from .demo import run as run_demo
-from .errors import AsappAuthError
+from .errors import AsappAuthError, ConfigurationError, PluginError
 from .pipeline import AuthPipeline
-from .plugins import discover, hooks_of
+from .plugins import discover, hook_problems_of, hooks_of
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -35,6 +44,7 @@ def _plugins(args: argparse.Namespace) -> int:
             "entry_point": info.value,
             "hooks": hooks_of(info.plugin) if info.loaded else [],
             "error": info.error,
+            "problems": hook_problems_of(info.plugin) if info.loaded else [],
         }
         for info in infos
     ]
@@ -46,9 +56,14 @@ def _plugins(args: argparse.Namespace) -> int:
         name, dist, version = row["name"], row["distribution"], row["version"]
         where = f"{dist} {version}" if dist else str(row["entry_point"])
         hooks = ", ".join(row["hooks"] or []) or "-"
-        state = f"BROKEN: {row['error']}" if row["error"] else f"hooks: {hooks}"
+        if row["error"]:
+            state = f"BROKEN: {row['error']}"
+        elif row["problems"]:
+            state = f"BROKEN: {'; '.join(row['problems'])}"
+        else:
+            state = f"hooks: {hooks}"
         print(f"{name!s:<12} {where:<28} {state}")
-    return 1 if any(row["error"] for row in rows) else 0
+    return 1 if any(row["error"] or row["problems"] for row in rows) else 0
 
 
 def _jwks(args: argparse.Namespace) -> int:
@@ -64,15 +79,14 @@ def _jwks(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    problems = check_config(args.config)
-    source = args.config or find_config()
+    source, problems = check_file(args.config)
     if not problems:
         print(f"ok: {source}")
         return 0
     print(f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
     for problem in problems:
         print(f"  - {problem}")
-    return 1
+    return 2
 
 
 def _context(args: argparse.Namespace) -> int:
@@ -115,7 +129,15 @@ def _keygen(args: argparse.Namespace) -> int:
         print(key)  # asked for: the one command whose output is a secret
         return 0
     path = Path(args.out)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise _UsageError(
+            f"keygen --out {path}: the file exists, and a key is never overwritten (the entries "
+            "sealed with it would be lost); remove it first, or give another path"
+        ) from None
+    except OSError as exc:
+        raise _UsageError(f"keygen --out {path}: cannot create it ({exc.strerror})") from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(key + "\n")
     print(f"wrote a new cache key to {path} (mode 600); use it as file:{path}")
@@ -166,17 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _UsageError(Exception):
+    """A command's own usage problem, said in one line (exit 2)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
     except BrokenPipeError:  # the reader went away (asapp-auth plugins | head)
         return 0
+    except _UsageError as exc:
+        print(f"asapp-auth: {exc}", file=sys.stderr)
+        return 2
     except (AsappAuthError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"asapp-auth: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ConfigurationError | PluginError) else 1
 
 
 if __name__ == "__main__":

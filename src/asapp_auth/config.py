@@ -16,6 +16,7 @@ refresh_ahead_fraction = 0.25
 # namespace = "asapp-auth"
 # front_ttl = 5                 # seconds a process serves its own copy
 # lock_ttl = 30                 # the fleet's refresh lock; at least provider_timeout
+# state_ttl = 86400             # seconds an entry's state outlives its context
 
 [attach]
 mode = "map"                  # or "header": the whole context as JSON in one header
@@ -26,8 +27,9 @@ token_env = "CHAT_TOKEN"
 ```
 
 Secrets are never required inline: plugin settings take ``env:NAME`` and ``file:PATH``
-references (see ``asapp_auth.secrets``). Every problem is reported at once, each with the file,
-the key path and what was expected.
+references (see ``asapp_auth.secrets``). A relative path in the file (``file:PATH``, a
+``token_file``, a key file) is taken from the file's own folder (see ``asapp_auth.paths``). Every
+problem is reported at once, each with the file, the key path and what was expected.
 """
 
 from __future__ import annotations
@@ -39,19 +41,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._checks import redis_url_problem
+from ._hints import unknown_setting
 from .attach import ContextHeader
 from .errors import AsappAuthError, ConfigurationError
 from .origins import parse_origins
-from .plugins import configure_plugin, discover
+from .paths import relative_to
+from .plugins import discover, get_plugin_manager, load_plugin
 
-__all__ = ["Config", "check_config", "find_config", "load_config"]
+__all__ = ["Config", "check_config", "check_file", "find_config", "load_config"]
 
 FILE_NAME = "asapp-auth.toml"
 
 _TOP = {"origins", "provider_timeout", "login_timeout", "cache", "attach", "plugins"}
 _CACHE = {"size", "expiry_margin", "refresh_ahead", "refresh_ahead_fraction", "backend"}
-_REDIS = {"url", "keys", "namespace", "front_ttl", "lock_ttl", "timeout", "retry_after"}
+_REDIS = {
+    "url", "keys", "namespace", "front_ttl", "lock_ttl", "state_ttl", "timeout", "retry_after",
+}  # fmt: skip
 _ATTACH = {"mode", "header"}
+_POSITIVE = {"front_ttl", "lock_ttl", "timeout"}  # as RedisContextCache checks them
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,11 @@ class Config:
     def pipeline_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``AuthPipeline``."""
         return {"origins": self.origins, "plugins": self.plugins, **self.settings}
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the file: relative paths in its settings are taken from here."""
+        return Path(self.source).parent
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -93,6 +106,11 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); TOML files are UTF-8: "
+            "save it in that encoding"
+        ) from None
 
 
 def _parse(path: str | Path | None) -> tuple[Config, list[str]]:
@@ -106,7 +124,9 @@ def _parse(path: str | Path | None) -> tuple[Config, list[str]]:
     else:
         table, where = document, ""
     problems: list[str] = []
-    return _validate(table, where, problems, str(file)), problems
+    # Building a shared cache reads its key files: relative to this file, as every path in it.
+    with relative_to(file.resolve().parent):
+        return _validate(table, where, problems, str(file)), problems
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -124,27 +144,55 @@ def load_config(path: str | Path | None = None) -> Config:
 def check_config(path: str | Path | None = None) -> list[str]:
     """Every problem of a configuration, plugin settings included; an empty list when none.
 
-    Plugin settings are checked by configuring each plugin, as a pipeline would, so a missing
-    environment variable or key file is found here too.
+    The pipeline's settings are checked by building one (without plugins), and each plugin is
+    configured and registered as a pipeline would do it, so a missing environment variable or
+    key file, or a misspelt hook, is found here too. Nothing is contacted over the network.
     """
     try:
-        config, problems = _parse(path)
+        return check_file(path)[1]
     except ConfigurationError as exc:
         return [str(exc)]
+
+
+def check_file(path: str | Path | None = None) -> tuple[str, list[str]]:
+    """The file ``check_config`` checks (found when not given) and its problems.
+
+    Raises ``ConfigurationError`` when there is no file to check: none found, unreadable, not
+    UTF-8, not TOML, or a ``pyproject.toml`` without ``[tool.asapp-auth]``.
+    """
+    config, problems = _parse(path)
+    with relative_to(config.folder):
+        if not problems:
+            problems += _pipeline_problems(config)
+        problems += _plugin_problems(config)
+    return config.source, problems
+
+
+def _pipeline_problems(config: Config) -> list[str]:
+    from .pipeline import AuthPipeline  # noqa: PLC0415 - the pipeline reads this module
+
+    try:
+        AuthPipeline(**{**config.pipeline_kwargs(), "plugins": ()})
+    except AsappAuthError as exc:
+        return [str(exc)]
+    return []
+
+
+def _plugin_problems(config: Config) -> list[str]:
+    """Each configured plugin's problems, plugin by plugin in file order."""
     installed = {info.name: info for info in discover()}
-    for name, settings in config.plugins.items():
-        info = installed.get(name)
-        if info is None:
-            problems.append(
-                f"plugins.{name}: no installed plugin of that name "
-                f"(installed: {', '.join(sorted(installed)) or 'none'})"
-            )
-            continue
+    manager = get_plugin_manager()
+    found: dict[str, list[str]] = {}
+    # Registered in the pipeline's order (the reverse of the file's), reported in the file's.
+    for name, settings in reversed(config.plugins.items()):
         try:
-            configure_plugin(info, settings)
+            load_plugin(manager, name, settings, installed)
         except AsappAuthError as exc:
-            problems.append(f"plugins.{name}: {exc}")
-    return problems
+            prefix = f"plugin {name!r}: "
+            listed = getattr(exc, "problems", None) or [str(exc)]
+            found[name] = [problem.removeprefix(prefix) for problem in listed]
+    where = "tool.asapp-auth." if Path(config.source).name == "pyproject.toml" else ""
+    return [f"{where}plugins.{name}: {p}" for name in config.plugins for p in found.get(name, [])]
 
 
 def _seconds(value: object, key: str, problems: list[str], *, positive: bool = False) -> float:
@@ -157,8 +205,9 @@ def _seconds(value: object, key: str, problems: list[str], *, positive: bool = F
 
 
 def _unknown(table: Mapping[str, Any], known: set[str], where: str, problems: list[str]) -> None:
-    for key in sorted(set(table) - known):
-        problems.append(f"{where}{key}: unknown key (known: {', '.join(sorted(known))})")
+    for key in table:
+        if key not in known:
+            problems.append(f"{where}{key}: {unknown_setting(key, known, named=False)}")
 
 
 def _shared_cache(
@@ -179,8 +228,9 @@ def _shared_cache(
         if key not in cache:
             problems.append(f'{where}{key}: required with backend = "redis"')
     url, keys = cache.get("url"), cache.get("keys")
-    if url is not None and not isinstance(url, str):
-        problems.append(f"{where}url: expected a redis:// URL string; got {type(url).__name__}")
+    problem = None if url is None else redis_url_problem(url)
+    if problem is not None:
+        problems.append(f"{where}url: {problem}")
     if keys is not None and (
         not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys)
     ):
@@ -189,10 +239,10 @@ def _shared_cache(
         )
     if "namespace" in cache:
         options["namespace"] = cache["namespace"]
-    for key in ("front_ttl", "lock_ttl", "timeout", "retry_after"):
+    for key in ("front_ttl", "lock_ttl", "state_ttl", "timeout", "retry_after"):
         if key in cache:
             options[key] = _seconds(
-                cache[key], f"{where}{key}", problems, positive=key != "retry_after"
+                cache[key], f"{where}{key}", problems, positive=key in _POSITIVE
             )
     if len(problems) > before or url is None or keys is None:
         return
@@ -241,6 +291,11 @@ def _validate(table: Mapping[str, Any], where: str, problems: list[str], source:
     for key in ("expiry_margin", "refresh_ahead", "refresh_ahead_fraction"):
         if key in cache:
             settings[key] = _seconds(cache[key], f"{where}cache.{key}", problems)
+    if settings.get("refresh_ahead_fraction", 0) >= 1:
+        problems.append(
+            f"{where}cache.refresh_ahead_fraction: expected a share of the lifetime, below 1; "
+            f"got {cache['refresh_ahead_fraction']!r}"
+        )
     _shared_cache(cache, f"{where}cache.", settings, problems)
     attach = table.get("attach", {})
     if not isinstance(attach, Mapping):

@@ -58,6 +58,7 @@ from .origins import (
     origin_of,
     parse_origins,
 )
+from .paths import relative_to
 from .plugins import discover, get_plugin_manager, load_plugin, register_plugin
 
 __all__ = ["AuthPipeline", "CustomerAuth"]
@@ -212,11 +213,13 @@ class AuthPipeline(httpx.Auth):
     def from_config(cls, path: str | Path | None = None) -> AuthPipeline:
         """A pipeline from ``asapp-auth.toml`` (or ``[tool.asapp-auth]``), found when not given.
 
-        See ``asapp_auth.config`` for the format. Problems name the file and the key path.
+        See ``asapp_auth.config`` for the format. Problems name the file and the key path; relative
+        paths in the file's settings are taken from the file's folder.
         """
         config = load_config(path)
         try:
-            return cls(**config.pipeline_kwargs())
+            with relative_to(config.folder):
+                return cls(**config.pipeline_kwargs())
         except AsappAuthError as exc:
             raise ConfigurationError(f"{config.source}: {exc}") from exc
 

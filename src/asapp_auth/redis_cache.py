@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._checks import seconds
+from ._checks import redis_url_problem, seconds
 from .cache import CachedContext, MemoryContextCache
 from .context import AuthContext
 from .customer import Customer
@@ -224,11 +224,9 @@ class RedisContextCache(MemoryContextCache):
         self._retry_after = seconds("cache.retry_after", retry_after)
         self._owns_client = client is None
         if client is None:
-            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError(
-                    "cache.url must be a redis://, rediss:// or unix:// URL "
-                    f"(got {'a ' + type(url).__name__ if not isinstance(url, str) else 'another'})"
-                )
+            problem = redis_url_problem(url)
+            if problem is not None or not isinstance(url, str):
+                raise ConfigurationError(f"cache.url {problem}")
             try:
                 client = redis.Redis.from_url(
                     url,

@@ -4,8 +4,10 @@ never shows its value.
 A setting that holds a secret is given in one of these forms:
 
 - ``"env:NAME"``: the value of the environment variable ``NAME``;
-- ``"file:PATH"``: the content of the file at ``PATH`` (``~`` expanded), read as UTF-8, with one
-  trailing newline (``\\n`` or ``\\r\\n``) removed, as files mounted as secrets often end with one;
+- ``"file:PATH"``: the content of the file at ``PATH`` (``~`` expanded; a relative path is taken
+  from the folder of the configuration file being applied, see ``asapp_auth.paths``), read as
+  UTF-8, with one trailing newline (``\\n`` or ``\\r\\n``) removed, as files mounted as secrets
+  often end with one;
 - ``"literal:VALUE"``: ``VALUE`` itself, for a secret that starts with one of these prefixes;
 - any other str: the secret itself;
 - a ``Secret``: its value.
@@ -23,6 +25,7 @@ import os
 from pathlib import Path
 
 from .errors import ConfigurationError
+from .paths import setting_path
 
 __all__ = ["Secret", "read_secret_file", "resolve_secret"]
 
@@ -64,12 +67,14 @@ def read_secret_file(
 ) -> bytes:
     """The bytes of the file at ``path``, as they are: for key files and other binary secrets.
 
+    A relative ``path`` is resolved as ``asapp_auth.paths.setting_path`` does.
+
     A file that cannot be read, or holds only whitespace, is a ``ConfigurationError`` naming the
     plugin, the setting and the path.
     """
-    shown = os.fspath(path)
+    shown = setting_path(path)
     try:
-        data = Path(path).read_bytes()
+        data = Path(shown).read_bytes()
     except OSError as exc:
         raise ConfigurationError(
             f"{_setting(setting, plugin)}: file {shown!r} cannot be read "
@@ -111,7 +116,8 @@ def resolve_secret(value: object, *, setting: str, plugin: str | None = None) ->
         path = value[5:]
         if not path:
             raise ConfigurationError(f"{where} is 'file:' without a path")
-        data = read_secret_file(Path(path).expanduser(), setting=setting, plugin=plugin)
+        path = setting_path(path)
+        data = read_secret_file(path, setting=setting, plugin=plugin)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ConfigurationError, InvalidContextError, ProviderError
+from asapp_auth.paths import setting_path
 from asapp_auth.plugins import check_settings
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
@@ -138,7 +139,8 @@ class StaticTokenProvider:
         if token_file is not None:
             if not isinstance(token_file, str | os.PathLike) or not os.fspath(token_file):
                 raise _fail("token_file", "must be a path")
-            self._path = os.fspath(token_file)
+            # Relative to the configuration file that names it, when one does.
+            self._path = setting_path(token_file)
             self._source = f"the token in file {self._path!r}"
             token_value = self._read_file(at_configuration=True)
         elif token_env is not None:
