@@ -4,6 +4,9 @@ Threads wait on a ``threading.Event``; asyncio tasks, on any number of event loo
 future of their own loop that the flight completes with ``call_soon_threadsafe``. No lock is held
 while anyone waits, so a cancelled task leaves nothing locked behind it: it only removes its own
 future. The first ``resolve``/``fail`` wins; later ones are ignored and report ``False``.
+
+A failure reaches each waiter as an exception of its own (see ``_own_copy``): one object raised in
+many threads and tasks would collect every waiter's frames in one traceback.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class Flight(Generic[T]):
 
     def _outcome(self) -> T:
         if self._error is not None:
-            raise self._error
+            raise _own_copy(self._error)
         return self._value  # type: ignore[return-value]
 
     def overdue(self) -> bool:
@@ -88,8 +91,13 @@ class Flight(Generic[T]):
         ``notify=False`` skips the ``on_timeout`` callback, for an owner that already holds the
         lock that callback takes.
         """
-        if self.fail(self._timeout_error()) and notify and self._on_timeout is not None:
+        if self._event.is_set():
+            return
+        # The callback takes the flight out of its owner's table before it fails, so that no
+        # caller arriving meanwhile joins a flight whose outcome is already known.
+        if notify and self._on_timeout is not None:
             self._on_timeout(self)
+        self.fail(self._timeout_error())
 
     def wait(self) -> T:
         """Block until the outcome is known or the deadline passes; return or raise it."""
@@ -122,6 +130,25 @@ class Flight(Generic[T]):
                 except ValueError:
                     pass
         return self._outcome()
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """A new exception of ``error``'s type, with its arguments, attributes, cause and context.
+
+    Its traceback starts with the frames ``error`` was raised through (the provider's, the same
+    for every copy) and grows only with the frames of the waiter that raises it.
+    """
+    cls = type(error)
+    try:
+        copy = cls.__new__(cls, *error.args)
+        copy.__dict__.update(vars(error))
+    except Exception:  # an exception type that cannot be built this way: share it, as before
+        return error
+    copy.args = error.args
+    copy.__cause__ = error.__cause__
+    copy.__context__ = error.__context__
+    copy.__suppress_context__ = error.__suppress_context__
+    return copy.with_traceback(error.__traceback__)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

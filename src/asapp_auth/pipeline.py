@@ -30,6 +30,7 @@ import pluggy
 from ._checks import seconds as _seconds
 from ._flight import Flight
 from ._hookcalls import HookCall
+from ._refusals import Refusals
 from .attach import Attacher, Attachment, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
 from .classify import Classifier, Verdict, default_classifier
@@ -72,6 +73,8 @@ _MAX_SWITCHES = 8
 # that fetch can be a mere re-read that brings back the refused context. It then claims again
 # (the refused copy is dropped and a refresh starts), this many times at most.
 _REJOINS = 3
+# How many customers' refusals are remembered past a failed refresh (see _refusals).
+_REFUSALS = 10_000
 
 
 class _CustomerProvider:
@@ -199,6 +202,7 @@ class AuthPipeline(httpx.Auth):
         # (customer, generation), swapped as one so a request reads both at once, without a lock.
         self._state: tuple[Customer | None, int] = (None, 0)
         self._inflight: dict[object, Flight[CachedContext]] = {}
+        self._refusals = Refusals(_REFUSALS)
         self._login: Flight[Customer] | None = None
         self._loaded = False
         self._warned_unscoped = False
@@ -395,6 +399,7 @@ class AuthPipeline(httpx.Auth):
         if customer is None:
             return
         self._cache.pop(customer.cache_key)
+        self._refusals.discard(customer.cache_key)
         flight = self._inflight.pop(customer.cache_key, None)
         if flight is not None:
             flight.orphaned = True
@@ -510,11 +515,16 @@ class AuthPipeline(httpx.Auth):
             current = self._cache.get(key)
             if rejected and current is not None and _same(current, stale):
                 self._cache.pop(key)  # never serve a context the server has refused
+                self._refusals.add(key, current)
                 current = None
             fresh = current is not None and time.monotonic() < current.expires_at
             if fresh and current is not stale:
                 return None, False, current
             flight = self._inflight.get(key)
+            if flight is not None and flight.done:
+                # Finished flights leave the table before they finish; never join one that
+                # did not: its outcome is known already, and a failure is no answer to this ask.
+                flight = None
             if flight is not None and flight.overdue():
                 # Nobody waited on it (a refresh ahead), so it never timed out: start afresh.
                 flight.expire(notify=False)  # we hold _lock, and replace it below
@@ -595,6 +605,13 @@ class AuthPipeline(httpx.Auth):
         customer, stale = fetch.customer, fetch.stale
         key = customer.cache_key
         renew = fetch.needs_refresh or rejected
+        with self._lock:
+            refused = self._refusals.get(key)
+        if refused is not None:
+            # The last context was refused and its refresh failed: this ask is a refresh too,
+            # from that context (its state may hold what the refresh needs).
+            renew = True
+            stale = stale or refused
 
         late: list[float] = []
 
@@ -632,8 +649,10 @@ class AuthPipeline(httpx.Auth):
                 entry = produce(None if stale is None else stale.context)
         except BaseException as exc:
             error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
-            if flight.fail(error):
-                self._drop_flight(key, flight)
+            # Out of the table before its waiters learn the outcome: a request arriving
+            # meanwhile starts a new flight rather than take this failure for its own.
+            self._drop_flight(key, flight)
+            flight.fail(error)
             if ahead:
                 log.warning(
                     "refreshing the context of customer %r ahead of its expiry failed (%s); "
@@ -650,6 +669,7 @@ class AuthPipeline(httpx.Auth):
             current = self._cache.get(key)
             if not flight.orphaned and (current is None or _same(current, stale)):
                 self._cache.set(key, entry)
+                self._refusals.discard(key)
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
         if late:
@@ -747,7 +767,7 @@ class AuthPipeline(httpx.Auth):
                 log.info("the session of customer %r is gone; now anonymous", current.id)
             elif current is not None and (generation != op.generation or op.reason == "anonymous"):
                 return None, False, current, None  # a customer was set meanwhile
-            if self._login is not None:
+            if self._login is not None and not self._login.done:
                 return self._login, False, None, gone
             self._login = Flight(
                 self._login_timeout,
@@ -789,8 +809,8 @@ class AuthPipeline(httpx.Auth):
                 else "a login is required and no on_login_required handler took charge of it; "
                 "register one, or set the customer with load()/set_customer() first"
             )
-        if flight.fail(error):
-            self._drop_login(flight)
+        self._drop_login(flight)  # out of reach first, as in _run: a failure is never joined
+        flight.fail(error)
 
     def _login_sync(self, op: _Login) -> Customer:
         flight, leader, current, gone = self._claim_login(op)
