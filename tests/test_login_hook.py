@@ -57,9 +57,12 @@ def test_a_login_error_raised_by_the_handler_reaches_every_waiting_request(
 
         errors = asyncio.run(main())
     # Requests whose 401 came after a failed login start one of their own: each gets the error
-    # of the login it waited for.
+    # of the login it waited for, as an exception of its own (same type, message and cause).
     assert len(errors) == (1 if flavour == "sync" else 5)
-    assert all(any(error is made for made in raised) for error in errors)
+    assert all(type(error) is RefusedLogin for error in errors)
+    assert {str(error) for error in errors} == {str(made) for made in raised}
+    assert all(error.__cause__ is None for error in errors)  # not a wrapper
+    assert len({id(error) for error in errors}) == len(errors)
 
 
 def test_under_asyncio_a_gone_session_is_cleared_before_the_login_starts(
