@@ -67,6 +67,22 @@ def auth() -> Iterator[authserver.AuthServer]:
 
 
 @pytest.fixture
+def login_server() -> Iterator[Any]:
+    """The authorization server with the login's parts (``loginserver``), and a public client
+    ``app`` that may use them."""
+    import loginserver
+
+    server = loginserver.LoginServer()
+    running = loginserver.start(server)
+    server.add_login_client()
+    try:
+        yield server
+    finally:
+        SECRETS.update(server.secrets)
+        running.stop()
+
+
+@pytest.fixture
 def ec_key() -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 

@@ -8,16 +8,24 @@ from importlib import metadata as _metadata
 
 from asapp_auth.secrets import Secret, resolve_secret
 
+from ._device import DeviceCode
+from ._login import Login
+from ._login_settings import LOGIN_METHODS
 from ._provider import OAuth2Provider, from_settings
 from ._settings import CLIENT_AUTH_METHODS, GRANTS, OAuth2Settings
 from .errors import (
     DiscoveryError,
+    IDTokenError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    LoginDeniedError,
+    LoginError,
+    LoginTimeoutError,
     OAuth2Error,
     SessionGoneError,
+    StateMismatchError,
     TLSError,
     TokenEndpointUnavailableError,
     TokenResponseError,
@@ -33,16 +41,24 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 __all__ = [
     "CLIENT_AUTH_METHODS",
     "GRANTS",
+    "LOGIN_METHODS",
+    "DeviceCode",
     "DiscoveryError",
+    "IDTokenError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "Login",
+    "LoginDeniedError",
+    "LoginError",
+    "LoginTimeoutError",
     "OAuth2Error",
     "OAuth2Provider",
     "OAuth2Settings",
     "Secret",
     "SessionGoneError",
+    "StateMismatchError",
     "TLSError",
     "TokenEndpointUnavailableError",
     "TokenResponseError",

@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import cachetools
@@ -21,10 +21,14 @@ from asapp_auth.errors import ProviderError
 from . import _secret_jwt as secret_jwt
 from ._cache import TokenCache
 from ._discovery import Discovery
+from ._login import Login
 from ._response import TokenResponse, parse_token_response, token_dict
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
 from .errors import InvalidGrantError, SessionGoneError
+
+if TYPE_CHECKING:
+    from asapp_auth.pipeline import AuthPipeline
 
 __all__ = ["OAuth2Provider", "from_settings"]
 
@@ -51,6 +55,7 @@ class OAuth2Provider:
         *,
         _sleep: Callable[[float], None] = time.sleep,
         _client_factory: Callable[[], httpx.Client] | None = None,
+        _clock: Callable[[], float] = time.monotonic,
         **settings: Any,
     ) -> None:
         self.settings: OAuth2Settings = parse_settings(settings)
@@ -62,6 +67,10 @@ class OAuth2Provider:
             else Discovery(s.issuer, self._transport, allow_http=s.allow_http)
         )
         self._cache = TokenCache(max_entries=s.max_cached_tokens, expiry_margin=s.expiry_margin)
+        # The plugin's own login (the ``login`` setting); None leaves logins to the app.
+        self.login: Login | None = (
+            None if s.login is None else Login(self, s.login, sleep=_sleep, clock=_clock)
+        )
         self._rt_lock = threading.Lock()
         self._refresh_tokens: dict[str, str] = {}
         # When the app last gave each customer's refresh token (wall clock): newer than a
@@ -311,6 +320,17 @@ class OAuth2Provider:
             else:
                 revoked += 1
         return revoked
+
+    @hookimpl
+    def on_login_required(
+        self, pipeline: AuthPipeline, customer: Customer | None, reason: str
+    ) -> bool | None:
+        """With the ``login`` setting: log the customer in (browser with a loopback redirect, or
+        device code), keep its tokens and set it on the pipeline; a failed login raises a
+        ``LoginError``. Without it ``None``: the app's own handler logs customers in."""
+        if self.login is None:
+            return None
+        return self.login.run(pipeline, customer, reason)
 
     @hookimpl(optionalhook=True)
     def on_customer_cleared(self, customer: Customer) -> None:

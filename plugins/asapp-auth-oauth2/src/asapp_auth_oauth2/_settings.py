@@ -17,6 +17,7 @@ import httpx
 from asapp_auth.errors import ConfigurationError
 from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
 
+from ._login_settings import LOGIN_SETTINGS, LoginSettings, parse_login
 from ._secret_jwt import HMAC_ALGORITHMS, min_secret_bytes
 
 __all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
@@ -96,6 +97,7 @@ class OAuth2Settings:
     max_cached_tokens: int = 10_000
     revoke_on_clear: bool = False
     allow_http: bool = False
+    login: LoginSettings | None = None
 
     @property
     def per_customer(self) -> bool:
@@ -382,12 +384,16 @@ def _mac_algorithm(raw: Mapping[str, Any], client_auth: str, secret: Secret | No
     return str(algorithm)
 
 
-_KNOWN = frozenset(OAuth2Settings.__dataclass_fields__) | {
-    "signing_key",
-    "signing_algorithm",
-    "signing_kid",
-    "signing_key_passphrase",
-}
+_KNOWN = (
+    frozenset(OAuth2Settings.__dataclass_fields__)
+    | LOGIN_SETTINGS
+    | {
+        "signing_key",
+        "signing_algorithm",
+        "signing_kid",
+        "signing_key_passphrase",
+    }
+)
 
 
 def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
@@ -398,7 +404,8 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             f"plugin {PLUGIN!r}: unknown setting(s) {unknown}; known settings are {sorted(_KNOWN)}"
         )
     allow_http = _bool("allow_http", raw.get("allow_http", False))
-    grant = raw.get("grant", "client_credentials")
+    # The plugin's own login yields a refresh token per customer: that is its grant.
+    grant = raw.get("grant", "client_credentials" if raw.get("login") is None else "refresh_token")
     by_urn = {urn: name for name, urn in GRANT_URNS.items()}
     grant = by_urn.get(grant, grant) if isinstance(grant, str) else grant
     if grant not in GRANT_URNS:
@@ -530,6 +537,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         ),
         revoke_on_clear=_bool("revoke_on_clear", raw.get("revoke_on_clear", False)),
         allow_http=allow_http,
+        login=parse_login(raw, grant=grant, scope=scope, issuer=issuer, allow_http=allow_http),
     )
     if settings.default_expires_in > settings.max_expires_in:
         raise _fail("default_expires_in", "must not exceed max_expires_in")

@@ -13,12 +13,17 @@ from asapp_auth.errors import LoginRequiredError, ProviderError
 
 __all__ = [
     "DiscoveryError",
+    "IDTokenError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "LoginDeniedError",
+    "LoginError",
+    "LoginTimeoutError",
     "OAuth2Error",
     "SessionGoneError",
+    "StateMismatchError",
     "TLSError",
     "TokenEndpointUnavailableError",
     "TokenResponseError",
@@ -102,6 +107,60 @@ class SessionGoneError(LoginRequiredError):
         self.error = error
         self.error_description = error_description
         self.endpoint = endpoint
+
+
+class LoginError(LoginRequiredError):
+    """The plugin's own login (``login`` setting) failed; the requests that waited for it raise
+    this, and the next request that needs a login starts a new one.
+
+    ``endpoint`` is the endpoint involved (authorization, device authorization, token or JWKS
+    endpoint, or the loopback redirect URI), ``error`` an OAuth2 error code or the plugin's own
+    (``state_mismatch``, ``no_browser``...), ``error_description`` the server's cleaned words.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        error: str,
+        error_description: str | None = None,
+        customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message, customer_id=customer_id)
+        self.plugin = PLUGIN
+        self.endpoint = endpoint
+        self.error = error
+        self.error_description = error_description
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(error={self.error!r}, endpoint={self.endpoint!r})"
+
+
+class LoginDeniedError(LoginError):
+    """``access_denied``: the customer (or the server) refused the authorization."""
+
+
+class LoginTimeoutError(LoginError):
+    """The login was not completed in time: no redirect came back to the loopback server, or the
+    device code expired (``expired_token``), within the login's deadline."""
+
+
+class StateMismatchError(LoginError):
+    """The redirect to the loopback server carried a ``state`` other than the one this login
+    sent (or none): it was not the answer to this login's request, so it was refused."""
+
+
+class IDTokenError(LoginError):
+    """The ID token failed a check of OpenID Connect Core section 3.1.3.7; ``check`` names it
+    (``signature``, ``alg``, ``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``nonce``...)."""
+
+    def __init__(self, message: str, *, endpoint: str, check: str) -> None:
+        super().__init__(message, endpoint=endpoint, error="invalid_id_token")
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"IDTokenError(check={self.check!r}, endpoint={self.endpoint!r})"
 
 
 class TokenResponseError(ProviderError):
