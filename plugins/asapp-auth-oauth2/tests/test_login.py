@@ -339,3 +339,32 @@ def test_the_loopback_server_is_gone_once_the_login_is_done(
     redirect = plugin.login.open_browser.sent()["redirect_uri"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(redirect, timeout=2)
+
+
+def test_on_token_gets_the_logins_whole_token(make: Any, login_server: LoginServer) -> None:
+    """The app's on_token receives the login's whole token (to keep it across a restart)."""
+    kept: dict[str, dict[str, Any]] = {}
+    plugin = plugin_for(make, login_server, on_token=kept.__setitem__)
+    me(pipeline_for(plugin, login_server), login_server)
+    (issued,) = [t for t in login_server.by_access.values() if t.user == "alice"]
+    assert kept["alice"]["access_token"] == issued.access_token
+    assert kept["alice"]["refresh_token"] == issued.refresh_token
+    assert "id_token" not in kept["alice"]
+
+
+def test_without_an_issuer_setting_the_redirects_iss_is_not_compared(
+    make: Any, login_server: LoginServer
+) -> None:
+    """Configured by endpoints alone (no issuer, no openid) the plugin has no issuer to compare
+    an RFC 9207 iss with, and takes the redirect."""
+    login_server.iss_param = "https://whoever.example"
+    plugin = make(
+        token_endpoint=login_server.token_url,
+        authorization_endpoint=f"{login_server.base_url}/authorize",
+        client_id="app",
+        login="loopback",
+        scope="read",
+        customer_id_for=lambda token: "customer-9",
+        open_browser=Browser(),
+    )
+    assert me(pipeline_for(plugin, login_server), login_server).json() == {"user": "alice"}

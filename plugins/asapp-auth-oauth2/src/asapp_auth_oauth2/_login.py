@@ -89,6 +89,8 @@ class Login:
             ) from exc
         token = {k: v for k, v in result.data.items() if k != "id_token"}
         self._provider.set_token(customer_id, token)
+        if self._provider.settings.on_token is not None:
+            self._provider._announce(customer_id, response)  # the app may keep it (a restart)
         pipeline.set_customer(customer_id)
         log.info("plugin 'oauth2': customer %r logged in (%s login)", customer_id, method)
         return True

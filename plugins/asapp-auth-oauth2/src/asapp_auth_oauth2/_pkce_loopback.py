@@ -251,7 +251,8 @@ def _check(  # noqa: PLR0917 - private, one call site
             error="state_mismatch",
         )
     iss = answer.get("iss")
-    if (iss is not None or require_iss) and iss != issuer:
+    # Without a configured issuer there is nothing to compare an iss with (RFC 9207 section 2.4).
+    if issuer is not None and (iss is not None or require_iss) and iss != issuer:
         raise LoginError(
             f"plugin 'oauth2': the login redirect names issuer {iss!r}, not {issuer!r} (RFC "
             "9207): the answer came from another authorization server and was refused",
