@@ -12,6 +12,7 @@ from ._id_token import ALGORITHMS
 __all__ = ["LOGIN_METHODS", "LOGIN_SETTINGS", "LoginSettings", "parse_login"]
 
 LOGIN_METHODS = ("loopback", "device")
+"""The names the ``login`` setting accepts: a browser with a loopback redirect, or a device code."""
 LOGIN_SETTINGS = frozenset(
     {
         "login",

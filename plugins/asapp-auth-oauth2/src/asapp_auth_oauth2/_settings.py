@@ -31,6 +31,7 @@ GRANT_URNS = {
     "jwt_bearer": "urn:ietf:params:oauth:grant-type:jwt-bearer",
 }
 GRANTS = tuple(GRANT_URNS)
+"""The names the ``grant`` setting accepts (a grant's URN is accepted too)."""
 # Grants whose token belongs to one customer; client_credentials is shared by all of them.
 PER_CUSTOMER_GRANTS = frozenset({"refresh_token", "token_exchange", "jwt_bearer"})
 CLIENT_AUTH_METHODS = (
@@ -41,6 +42,7 @@ CLIENT_AUTH_METHODS = (
     "tls_client_auth",
     "none",
 )
+"""The names the ``client_auth`` setting accepts: how the client authenticates to the server."""
 # The methods that authenticate with client_secret.
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
