@@ -62,7 +62,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the core, every plugin and example, and this file."""
     install_all(session)
-    session.install("mypy==2.4.1", "types-cachetools", "nox")
+    session.install("mypy==2.4.1", "types-cachetools", "types-requests", "nox")
     session.run("mypy", "--strict", "src", *(f"{p}/src" for p in (*PLUGINS, *EXAMPLES)))
     session.run("mypy", "--strict", "noxfile.py", "dev.py")
 

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
+from ._wire import access_for
 from .context import AuthContext
 from .errors import ConfigurationError
 
@@ -50,8 +49,8 @@ class Attachment:
     body_before: bytes | None = field(default=None, repr=False)
     # True when part of the context went into the body.
     in_body: bool = False
-    # For attachers that change the request in unknown ways: its state before.
-    snapshot: tuple[list[tuple[str, str]], Any] | None = field(default=None, repr=False)
+    # For attachers that change the request in unknown ways: its state before (``BodyAccess``).
+    snapshot: object = field(default=None, repr=False)
     # True when only an Authorization header was set: httpx drops it on cross-origin redirects.
     authorization_only: bool = False
     # The redirect guard's encoded form of the above, and guards kept for reuse (origins.py).
@@ -62,23 +61,11 @@ class Attacher(Protocol):
     def prepare(self, context: AuthContext) -> object:
         """The context in a form ``attach`` can apply quickly; made once per cached context."""
 
-    def attach(self, request: httpx.Request, prepared: Any) -> Attachment:
+    def attach(self, request: Any, prepared: Any) -> Attachment:
         """Put the prepared context on ``request``."""
 
-    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+    def detach(self, request: Any, attachment: Attachment) -> None:
         """Take off what ``attach`` put on ``request``."""
-
-
-def _is_json(request: httpx.Request) -> bool:
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return bool(ctype == "application/json" or ctype.endswith("+json"))
-
-
-def _replace_body(request: httpx.Request, body: bytes) -> None:
-    request.stream = httpx.ByteStream(body)
-    # httpx keeps the bytes it has read beside the stream; keep the two in step.
-    setattr(request, "_content", body)  # noqa: B010
-    request.headers["Content-Length"] = str(len(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +95,7 @@ class MapContext:
             shared = Attachment(headers=tuple(headers), authorization_only=only)
         return _Mapped(tuple(headers), cookies, thawed, shared)
 
-    def attach(self, request: httpx.Request, prepared: _Mapped) -> Attachment:
+    def attach(self, request: Any, prepared: _Mapped) -> Attachment:
         for name, value in prepared.headers:
             request.headers[name] = value
         if prepared.shared is not None:
@@ -125,11 +112,12 @@ class MapContext:
         return attachment
 
     @staticmethod
-    def _merge_body(request: httpx.Request, body: dict[str, Any], attachment: Attachment) -> None:
+    def _merge_body(request: Any, body: dict[str, Any], attachment: Attachment) -> None:
         # Only a JSON body already in memory is merged: a stream is never read for this.
-        if not isinstance(request.stream, httpx.ByteStream) or not _is_json(request):
+        access = access_for(request)
+        original = access.json_body(request)
+        if original is None:
             return
-        original = request.content
         try:
             document = json.loads(original) if original else None
         except ValueError:
@@ -139,9 +127,9 @@ class MapContext:
             return
         attachment.body_before = original
         attachment.in_body = True
-        _replace_body(request, json.dumps({**document, **body}, separators=(",", ":")).encode())
+        access.set_body(request, json.dumps({**document, **body}, separators=(",", ":")).encode())
 
-    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+    def detach(self, request: Any, attachment: Attachment) -> None:
         for name, _ in attachment.headers:
             request.headers.pop(name, None)
         if attachment.cookies:
@@ -150,7 +138,7 @@ class MapContext:
             else:
                 request.headers["Cookie"] = attachment.cookie_before
         if attachment.body_before is not None:
-            _replace_body(request, attachment.body_before)
+            access_for(request).set_body(request, attachment.body_before)
 
 
 class ContextHeader:
@@ -163,12 +151,12 @@ class ContextHeader:
         value = json.dumps(context.to_dict(), separators=(",", ":"), ensure_ascii=True)
         return ((self.name, value),)
 
-    def attach(self, request: httpx.Request, prepared: tuple[tuple[str, str], ...]) -> Attachment:
+    def attach(self, request: Any, prepared: tuple[tuple[str, str], ...]) -> Attachment:
         for name, value in prepared:
             request.headers[name] = value
         return Attachment(headers=prepared)
 
-    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+    def detach(self, request: Any, attachment: Attachment) -> None:
         for name, _ in attachment.headers:
             request.headers.pop(name, None)
 
@@ -179,29 +167,31 @@ class ContextHeader:
 class CallableAttacher:
     """Let ``function(request, context)`` attach the context however the platform wants it."""
 
-    def __init__(self, function: Callable[[httpx.Request, AuthContext], None]) -> None:
+    def __init__(self, function: Callable[[Any, AuthContext], None]) -> None:
         self.function = function
 
     def prepare(self, context: AuthContext) -> AuthContext:
         return context
 
-    def attach(self, request: httpx.Request, prepared: AuthContext) -> Attachment:
-        before = list(request.headers.multi_items())
-        stream = request.stream
+    def attach(self, request: Any, prepared: AuthContext) -> Attachment:
+        access = access_for(request)
+        before = access.snapshot(request)
+        headers = _items(request.headers)
         self.function(request, prepared)
-        added = tuple(item for item in request.headers.multi_items() if item not in before)
+        added = tuple(item for item in _items(request.headers) if item not in headers)
         return Attachment(
-            headers=added, in_body=request.stream is not stream, snapshot=(before, stream)
+            headers=added, in_body=access.body_changed(request, before), snapshot=before
         )
 
-    def detach(self, request: httpx.Request, attachment: Attachment) -> None:
+    def detach(self, request: Any, attachment: Attachment) -> None:
         assert attachment.snapshot is not None
-        headers, stream = attachment.snapshot
-        request.headers = httpx.Headers(headers)
-        if request.stream is not stream:
-            request.stream = stream
-            if isinstance(stream, httpx.ByteStream):
-                setattr(request, "_content", b"".join(stream))  # noqa: B010
+        access_for(request).restore(request, attachment.snapshot)
+
+
+def _items(headers: Any) -> list[tuple[str, str]]:
+    # httpx.Headers lists repeated names once each through multi_items(); the others, items().
+    multi = getattr(headers, "multi_items", None)
+    return list(multi() if multi is not None else headers.items())
 
 
 def as_attacher(value: object) -> Attacher:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import httpx
 
-__all__ = ["Classifier", "Verdict", "bearer_error", "default_classifier"]
+__all__ = ["Classifier", "Verdict", "bearer_error", "default_classifier", "default_verdict"]
 
 
 class Verdict(enum.Enum):
@@ -41,7 +41,11 @@ _BEARER_ERROR = re.compile(r'error\s*=\s*(?:"([^"]*)"|([^\s,]+))', re.IGNORECASE
 
 def bearer_error(response: httpx.Response) -> str | None:
     """The ``error`` parameter of a Bearer ``WWW-Authenticate`` challenge, if there is one."""
-    for challenge in response.headers.get_list("www-authenticate"):
+    return _bearer_error(response.headers.get_list("www-authenticate"))
+
+
+def _bearer_error(challenges: list[str]) -> str | None:
+    for challenge in challenges:
         scheme, _, params = challenge.strip().partition(" ")
         if scheme.lower() == "bearer":
             match = _BEARER_ERROR.search(params)
@@ -54,9 +58,17 @@ def default_classifier(response: httpx.Response, context_attached: bool) -> Verd
     """Classify by the rules in this module's table."""
     if response.status_code != 401:
         return Verdict.OK
+    return default_verdict(401, response.headers.get_list("www-authenticate"), context_attached)
+
+
+def default_verdict(status: int, challenges: list[str], context_attached: bool) -> Verdict:
+    """The rules in this module's table, for any client: the status and the
+    ``WWW-Authenticate`` values of a response."""
+    if status != 401:
+        return Verdict.OK
     if not context_attached:
         return Verdict.LOGIN_REQUIRED
-    error = bearer_error(response)
+    error = _bearer_error(challenges)
     if error is None or error == "invalid_token":
         return Verdict.TOKEN_EXPIRED
     return Verdict.OK

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .attach import Attachment
 from .errors import ConfigurationError, RedirectBlockedError
+
+if TYPE_CHECKING:
+    from .attach import Attachment
 
 __all__ = ["Origin", "format_origin", "origin_of", "parse_origins"]
 

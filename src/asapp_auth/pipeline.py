@@ -30,6 +30,7 @@ import pluggy
 from ._checks import seconds as _seconds
 from ._flight import Flight
 from ._hookcalls import HookCall
+from ._httpx_wire import register_httpx_module
 from ._refusals import Refusals
 from .attach import Attacher, Attachment, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
@@ -63,6 +64,8 @@ from .paths import relative_to
 from .plugins import discover, get_plugin_manager, load_plugin, register_plugin
 
 __all__ = ["AuthPipeline", "CustomerAuth"]
+
+register_httpx_module(httpx)
 
 log = logging.getLogger("asapp_auth")
 
@@ -115,10 +118,11 @@ class _Login:
 
 @dataclass(slots=True)
 class _ReadBody:
-    response: httpx.Response
+    response: Any  # the client's own response
 
 
 _Op = _Fetch | _Rejected | _Login | _ReadBody
+_OPS = (_Fetch, _Rejected, _Login, _ReadBody)
 
 
 # What the cached path put on a request, for the slow path to carry on from:

@@ -1,0 +1,129 @@
+"""asapp-auth for aiohttp: ``aiohttp.ClientSession(middlewares=(AiohttpAuth(pipeline),))``.
+
+``pip install 'asapp-auth[aiohttp]'`` (aiohttp 3.12 or newer: client middlewares). aiohttp runs a
+session's middlewares on every hop of a request, redirects included, each hop a new
+``ClientRequest`` built from the caller's headers. So the middleware decides per hop, from that
+hop's origin: a hop to a configured origin gets the context, any other hop gets nothing. What we
+put on a hop's headers dies with it; a context merged into the body is taken off again before
+the response goes back to aiohttp, which sends the same body object on a 307/308 hop.
+
+A per-request ``middlewares=`` replaces the session's: include ``AiohttpAuth`` there too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import payload
+
+from . import _flow
+from ._wire import Wire, is_json, register_access, target_keys
+from .origins import Origin
+from .pipeline import AuthPipeline, CustomerAuth
+
+__all__ = ["AiohttpAuth"]
+
+
+class _AiohttpWire(Wire[aiohttp.ClientRequest, aiohttp.ClientResponse]):
+    name = "aiohttp"
+
+    def __init__(self, pipeline: AuthPipeline) -> None:
+        super().__init__(pipeline)
+        self._keys = target_keys(self.origins)
+
+    def is_target(self, request: aiohttp.ClientRequest) -> bool:
+        url = request.url
+        return (url.scheme, url.raw_host, url.port) in self._keys
+
+    def origin(self, request: aiohttp.ClientRequest) -> Origin:
+        url = request.url
+        return (url.scheme, (url.raw_host or "").lower(), url.port or 0)
+
+    def replayable(self, request: aiohttp.ClientRequest) -> bool:
+        body = request._body
+        return body is None or isinstance(body, payload.BytesPayload)
+
+    def status(self, response: aiohttp.ClientResponse) -> int:
+        return response.status
+
+    def challenges(self, response: aiohttp.ClientResponse) -> list[str]:
+        return list(response.headers.getall("WWW-Authenticate", ()))
+
+    async def aread_body(self, response: aiohttp.ClientResponse) -> object:
+        return await response.read()
+
+
+class _AiohttpBody:
+    def json_body(self, request: aiohttp.ClientRequest) -> bytes | None:
+        body = request._body
+        if not isinstance(body, payload.BytesPayload):
+            return None
+        if not is_json(request.headers.get("Content-Type")):
+            return None
+        return bytes(body._value)
+
+    def set_body(self, request: aiohttp.ClientRequest, body: bytes | Any) -> None:
+        # The synchronous form of update_body(): a BytesPayload holds no resource to close.
+        request._update_body(body)
+
+    def snapshot(self, request: aiohttp.ClientRequest) -> object:
+        return (request.headers.copy(), request._body)
+
+    def body_changed(self, request: aiohttp.ClientRequest, snapshot: Any) -> bool:
+        return request._body is not snapshot[1]
+
+    def restore(self, request: aiohttp.ClientRequest, snapshot: Any) -> None:
+        headers, body = snapshot
+        if request._body is not body:
+            request._update_body(body)
+        request.headers = headers.copy()
+
+
+register_access(aiohttp.ClientRequest, _AiohttpBody())
+
+
+class AiohttpAuth:
+    """An aiohttp client middleware for an ``AuthPipeline``, or for one fixed customer of it
+    (``AiohttpAuth(pipeline.for_customer(id))``)."""
+
+    def __init__(self, auth: AuthPipeline | CustomerAuth) -> None:
+        self.pipeline, self._bound = _flow.unpack(auth, "AiohttpAuth")
+        self._wire = _AiohttpWire(self.pipeline)
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        pipeline, wire = self.pipeline, self._wire
+        sent = _flow.fast(wire, request, self._bound)
+        if sent is None:
+            return await handler(request)
+        response = None
+        if sent:
+            response = await handler(request)
+            if pipeline._default_rules and response.status != 401:
+                _off_the_body(pipeline, request, sent[3])
+                return response
+        steps = _flow.flow(wire, request, self._bound, sent or None, response)
+        try:
+            item = await _flow.advance_async(wire, steps, None)
+            while not isinstance(item, _flow.Done):
+                if response is not None:
+                    response.release()  # the connection goes back to the pool
+                response = await handler(item)
+                item = await _flow.advance_async(wire, steps, response)
+        finally:
+            steps.close()
+        _off_the_body(pipeline, request, item.state[3])
+        assert response is not None
+        return response
+
+    def __repr__(self) -> str:
+        return f"AiohttpAuth({self.pipeline!r})"
+
+
+def _off_the_body(pipeline: AuthPipeline, request: aiohttp.ClientRequest, attachment: Any) -> None:
+    # aiohttp sends this body object again on a 307/308 hop, wherever it goes: the hop's own
+    # middleware call puts the context back if that hop is to a configured origin.
+    if attachment is not None and attachment.in_body:
+        pipeline._attacher.detach(request, attachment)

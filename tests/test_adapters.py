@@ -1,0 +1,328 @@
+"""One behavioural suite for every client adapter, against real servers on 127.0.0.1.
+
+Each test runs once per client (``tests/adapters.py``): httpx and httpx2, sync and async,
+requests and aiohttp. What differs between clients (how they follow redirects, how they retry)
+is each adapter's business; what a caller sees must not differ.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from adapter_kinds import ASYNC_KINDS, KINDS, Session, open_session
+
+from asapp_auth import AuthContext, AuthPipeline, Customer, get_plugin_manager, hookimpl
+from asapp_auth.errors import (
+    LoginRequiredError,
+    RedirectBlockedError,
+    RequestNotReplayableError,
+    TokenRejectedError,
+)
+from asapp_auth.testing import FakePlatform, RecordingProvider
+
+SECRETS = ("hdr-s3cr3t", "ck-s3cr3t", "body-s3cr3t")
+
+
+@pytest.fixture(params=sorted(KINDS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def pipeline(platform: FakePlatform) -> AuthPipeline:
+    return AuthPipeline(origins=[platform.origin], plugin_manager=get_plugin_manager())
+
+
+@pytest.fixture
+def session(kind: str, pipeline: AuthPipeline) -> Iterator[Session]:
+    opened = open_session(kind, pipeline)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _full_context(token: str) -> dict[str, Any]:
+    return {
+        "Auth": {
+            "Token": token,
+            "Headers": {"X-Session": "hdr-s3cr3t"},
+            "Cookies": {"sid": "ck-s3cr3t"},
+            "Body": {"session": "body-s3cr3t"},
+        }
+    }
+
+
+def _carries_nothing(received: Any, token: str) -> None:
+    raw = json.dumps(dict(received.headers)) + received.body.decode("latin-1")
+    for secret in (token, *SECRETS):
+        assert secret not in raw
+
+
+class Expiries:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def on_token_expired(self, customer: Customer, context: AuthContext) -> None:
+        self.calls.append(customer.id)
+
+
+class LogsIn:
+    """An on_login_required handler that sets the customer from another thread."""
+
+    def __init__(self, pipeline: AuthPipeline, provider: Any) -> None:
+        self.pipeline, self.provider = pipeline, provider
+        self.calls: list[str] = []
+
+    @hookimpl
+    def on_login_required(self, customer: Customer | None, reason: str) -> bool:
+        self.calls.append(reason)
+        threading.Thread(target=self.pipeline.set_customer, args=("alice", self.provider)).start()
+        return True
+
+
+def test_context_goes_only_to_configured_origins(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """The platform gets the token; another origin gets no part of the context."""
+    token = platform.issue_token("alice")
+    pipeline.load("alice", lambda needs_refresh: _full_context(token))
+    assert session.request("GET", f"{platform.url}/v1/account").status == 200
+    session.request("POST", f"{elsewhere.url}/public", json={"text": "hi"})
+    assert platform.received[0].headers["Authorization"] == f"Bearer {token}"
+    _carries_nothing(elsewhere.received[0], token)
+
+
+def test_headers_cookies_and_body_are_mapped_onto_the_request(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """Auth.Headers become headers, Auth.Cookies the Cookie header, Auth.Body joins the JSON."""
+    token = platform.issue_token("alice")
+    pipeline.load("alice", lambda needs_refresh: _full_context(token))
+    echoed = session.request("POST", f"{platform.url}/v1/echo", json={"text": "hi"})
+    received = platform.received[0]
+    assert received.headers["X-Session"] == "hdr-s3cr3t"
+    assert "sid=ck-s3cr3t" in received.headers["Cookie"]
+    assert json.loads(echoed.body)["json"] == {"text": "hi", "session": "body-s3cr3t"}
+    assert int(received.headers["Content-Length"]) == len(received.body)
+
+
+def test_cached_context_serves_many_requests_with_one_provider_call(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """The provider is asked once; ten requests reuse its context."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    for _ in range(10):
+        assert session.request("GET", f"{platform.url}/v1/account").status == 200
+    assert provider.calls == [False]
+
+
+def test_many_callers_on_an_expired_context_make_one_refresh(
+    kind: str, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """Threads (sync clients) or 1,000 tasks (async) on a rejected context: one refresh."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    expiries = Expiries()
+    pipeline.register(expiries)
+    callers = 1000 if kind in ASYNC_KINDS else 50
+    opened = open_session(kind, pipeline, pool=100 if callers > 50 else callers)
+    try:
+        assert opened.request("GET", f"{platform.url}/v1/account").status == 200
+        platform.expire()
+        results = opened.many(callers, f"{platform.url}/v1/account")
+    finally:
+        opened.close()
+    assert [r for r in results if not (hasattr(r, "status") and r.status == 200)] == []
+    assert provider.calls == [False, True]
+    assert expiries.calls == ["alice"]
+
+
+def test_a_rejected_context_is_refreshed_once_and_the_request_retried(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A 401 on a context: on_token_expired, one refresh (needs_refresh=True), one retry."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    expiries = Expiries()
+    pipeline.register(expiries)
+    session.request("GET", f"{platform.url}/v1/account")
+    platform.expire()
+    result = session.request("POST", f"{platform.url}/v1/echo", json={"n": 1})
+    assert result.status == 200
+    assert json.loads(result.body)["json"] == {"n": 1}
+    assert provider.calls == [False, True]
+    assert expiries.calls == ["alice"]
+    retried = platform.received[-1]
+    assert retried.headers["Authorization"] == f"Bearer {provider.tokens[1]}"
+
+
+def test_a_second_rejection_raises_instead_of_looping(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A context refused right after its refresh raises TokenRejectedError; no third try."""
+    pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "never-valid"}})
+    with pytest.raises(TokenRejectedError, match="again"):
+        session.request("GET", f"{platform.url}/v1/account")
+    assert len(platform.requests_to("/v1/account")) == 2
+
+
+def test_an_anonymous_request_needing_a_login_goes_on_as_the_new_customer(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A 401 without a context runs on_login_required once; the request goes on as alice."""
+    provider = RecordingProvider(platform, "alice")
+    handler = LogsIn(pipeline, provider)
+    pipeline.register(handler)
+    pipeline.load()
+    result = session.request("GET", f"{platform.url}/v1/account")
+    assert json.loads(result.body) == {"customer": "alice"}
+    assert handler.calls == ["anonymous"]
+
+
+def test_many_anonymous_requests_share_one_login(
+    kind: str, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """Twenty anonymous requests that need a login run the handler once, then all go on."""
+    provider = RecordingProvider(platform, "alice")
+    handler = LogsIn(pipeline, provider)
+    pipeline.register(handler)
+    opened = open_session(kind, pipeline, pool=20)
+    try:
+        results = opened.many(20, f"{platform.url}/v1/account")
+    finally:
+        opened.close()
+    assert all(json.loads(r.body) == {"customer": "alice"} for r in results)  # type: ignore[union-attr]
+    assert handler.calls == ["anonymous"]
+
+
+def test_no_request_after_clear_carries_the_old_customer(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """After clear() a request goes anonymous; after set_customer, as the new customer."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    assert json.loads(session.request("GET", f"{platform.url}/v1/account").body) == {
+        "customer": "alice"
+    }
+    pipeline.clear()
+    session.request("GET", f"{platform.url}/public")
+    assert "Authorization" not in platform.received[-1].headers
+    pipeline.set_customer("bob", RecordingProvider(platform, "bob"))
+    assert json.loads(session.request("GET", f"{platform.url}/v1/account").body) == {
+        "customer": "bob"
+    }
+
+
+def test_a_fixed_customer_handle_works_beside_the_current_customer(
+    kind: str, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """for_customer(id) serves that customer whoever the pipeline's current customer is."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    bob = pipeline.for_customer("bob", RecordingProvider(platform, "bob"))
+    opened = open_session(kind, bob)
+    try:
+        result = opened.request("GET", f"{platform.url}/v1/account")
+    finally:
+        opened.close()
+    assert json.loads(result.body) == {"customer": "bob"}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_cross_origin_redirect_carries_no_context_byte(
+    session: Session,
+    pipeline: AuthPipeline,
+    platform: FakePlatform,
+    elsewhere: FakePlatform,
+    status: int,
+) -> None:
+    """A redirect to another origin arrives with no token, header, cookie or body field."""
+    token = platform.issue_token("alice")
+    context = _full_context(token)
+    del context["Auth"]["Body"]
+    pipeline.load("alice", lambda needs_refresh: context)
+    target = f"{elsewhere.url}/public"
+    result = session.request("GET", f"{platform.url}/redirect?to={target}&status={status}")
+    assert result.status == 200
+    assert platform.received[0].headers["X-Session"] == "hdr-s3cr3t"
+    assert len(elsewhere.received) == 1
+    _carries_nothing(elsewhere.received[0], token)
+
+
+def test_a_redirect_chain_back_and_forth_leaks_nothing(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """platform -> platform -> elsewhere: the same-origin hop keeps the context, the last none."""
+    token = platform.issue_token("alice")
+    context = _full_context(token)
+    del context["Auth"]["Body"]
+    pipeline.load("alice", lambda needs_refresh: context)
+    last = f"{elsewhere.url}/public"
+    middle = f"{platform.url}/redirect?to={last}&status=302"
+    result = session.request("GET", f"{platform.url}/redirect?to={quote(middle)}&status=307")
+    assert result.status == 200
+    first, second = platform.received
+    for hop in (first, second):
+        assert hop.headers["Authorization"] == f"Bearer {token}"
+        assert hop.headers["X-Session"] == "hdr-s3cr3t"
+        assert "sid=ck-s3cr3t" in hop.headers.get("Cookie", "")
+    _carries_nothing(elsewhere.received[0], token)
+
+
+def test_a_cross_origin_307_with_the_context_in_the_body_is_stopped(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """A 307 elsewhere that would resend Auth.Body merged in the JSON body: refused, or sent
+    without it; never delivered with it."""
+    token = platform.issue_token("alice")
+    pipeline.load("alice", lambda needs_refresh: _full_context(token))
+    target = f"{elsewhere.url}/public"
+    try:
+        session.request(
+            "POST", f"{platform.url}/redirect?to={target}&status=307", json={"text": "hi"}
+        )
+    except RedirectBlockedError:
+        assert elsewhere.received == []
+    else:
+        _carries_nothing(elsewhere.received[0], token)
+        assert json.loads(elsewhere.received[0].body) == {"text": "hi"}
+
+
+def test_a_body_that_cannot_be_replayed_raises_the_typed_error(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A streamed body rejected once cannot be retried: RequestNotReplayableError."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    session.request("GET", f"{platform.url}/v1/account")
+    platform.expire()
+    with pytest.raises(RequestNotReplayableError, match="send the request again"):
+        session.request("POST", f"{platform.url}/v1/echo", stream=True)
+    assert provider.calls == [False, True]
+
+
+def test_a_login_that_never_comes_raises_login_required(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """An anonymous 401 with no login handler raises LoginRequiredError, and says why."""
+    pipeline.load()
+    with pytest.raises(LoginRequiredError, match="on_login_required"):
+        session.request("GET", f"{platform.url}/v1/account")
+
+
+def test_adapter_reprs_hold_no_secret(kind: str, pipeline: AuthPipeline) -> None:
+    """The adapter's repr names the pipeline, never a context value."""
+    pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "tok-s3cr3t"}})
+    pipeline.get_context()
+    opened = open_session(kind, pipeline)
+    try:
+        shown = repr(getattr(opened.client, "auth", None)) + repr(opened.client)
+    finally:
+        opened.close()
+    assert "s3cr3t" not in shown
