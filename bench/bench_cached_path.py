@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _httpx_only  # noqa: F401  (first: authlib must bind to httpx, not httpx2)
 import httpx
 
 from asapp_auth import AuthContext, AuthPipeline

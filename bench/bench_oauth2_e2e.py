@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _httpx_only  # noqa: F401  (first: authlib must bind to httpx, not httpx2)
 import httpx
 import httpx_auth
 

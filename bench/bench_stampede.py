@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import _httpx_only  # noqa: F401  (first: authlib must bind to httpx, not httpx2)
 import httpx
 import httpx_auth
 

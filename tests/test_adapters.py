@@ -14,9 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from adapter_kinds import ASYNC_KINDS, KINDS, Session, open_session
 
 from asapp_auth import AuthContext, AuthPipeline, Customer, get_plugin_manager, hookimpl
+from asapp_auth._any_client import ASYNC_KINDS, KINDS, open_client
+from asapp_auth._any_client import AnyClient as Session
 from asapp_auth.errors import (
     LoginRequiredError,
     RedirectBlockedError,
@@ -40,7 +41,7 @@ def pipeline(platform: FakePlatform) -> AuthPipeline:
 
 @pytest.fixture
 def session(kind: str, pipeline: AuthPipeline) -> Iterator[Session]:
-    opened = open_session(kind, pipeline)
+    opened = open_client(kind, pipeline)
     try:
         yield opened
     finally:
@@ -133,7 +134,7 @@ def test_many_callers_on_an_expired_context_make_one_refresh(
     expiries = Expiries()
     pipeline.register(expiries)
     callers = 1000 if kind in ASYNC_KINDS else 50
-    opened = open_session(kind, pipeline, pool=100 if callers > 50 else callers)
+    opened = open_client(kind, pipeline, pool=100 if callers > 50 else callers)
     try:
         assert opened.request("GET", f"{platform.url}/v1/account").status == 200
         platform.expire()
@@ -194,7 +195,7 @@ def test_many_anonymous_requests_share_one_login(
     provider = RecordingProvider(platform, "alice")
     handler = LogsIn(pipeline, provider)
     pipeline.register(handler)
-    opened = open_session(kind, pipeline, pool=20)
+    opened = open_client(kind, pipeline, pool=20)
     try:
         results = opened.many(20, f"{platform.url}/v1/account")
     finally:
@@ -226,7 +227,7 @@ def test_a_fixed_customer_handle_works_beside_the_current_customer(
     """for_customer(id) serves that customer whoever the pipeline's current customer is."""
     pipeline.load("alice", RecordingProvider(platform, "alice"))
     bob = pipeline.for_customer("bob", RecordingProvider(platform, "bob"))
-    opened = open_session(kind, bob)
+    opened = open_client(kind, bob)
     try:
         result = opened.request("GET", f"{platform.url}/v1/account")
     finally:
@@ -320,7 +321,7 @@ def test_adapter_reprs_hold_no_secret(kind: str, pipeline: AuthPipeline) -> None
     """The adapter's repr names the pipeline, never a context value."""
     pipeline.load("alice", lambda needs_refresh: {"Auth": {"Token": "tok-s3cr3t"}})
     pipeline.get_context()
-    opened = open_session(kind, pipeline)
+    opened = open_client(kind, pipeline)
     try:
         shown = repr(getattr(opened.client, "auth", None)) + repr(opened.client)
     finally:

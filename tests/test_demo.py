@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -51,6 +52,26 @@ def test_demo_behaves_with_each_provider(provider: str, capsys: pytest.CaptureFi
     assert "FAIL" not in out
     for secret_like in ("tok-", "eyJ", "site-", "BEGIN"):  # tokens, JWTs, sessions, keys
         assert secret_like not in out
+
+
+@pytest.mark.parametrize("client", ["httpx-async", "httpx2", "httpx2-async", "requests", "aiohttp"])
+def test_demo_behaves_over_every_client(client: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--client runs every step through that client's adapter, and says which it used."""
+    assert main(["demo", "--client", client, "--concurrency", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"client {client}\n" in out
+    assert "all 8 steps behaved" in out
+    for line in EXPECTED["app"]:
+        assert line in out
+
+
+def test_a_client_that_is_not_installed_exits_2_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--client requests without requests installed names the extra to install."""
+    monkeypatch.setitem(sys.modules, "requests", None)
+    assert main(["demo", "--client", "requests"]) == 2
+    assert "pip install 'asapp-auth[requests]'" in capsys.readouterr().err
 
 
 def test_default_provider_is_the_apps_own(capsys: pytest.CaptureFixture[str]) -> None:

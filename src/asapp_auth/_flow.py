@@ -12,8 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Generator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ._ops import OPS as _OPS
+from ._ops import Fetch as _Fetch
+from ._ops import Login as _Login
+from ._ops import Op as _Op
+from ._ops import ReadBody as _ReadBody
+from ._ops import Rejected as _Rejected
+from ._ops import Sent as _Sent
 from ._wire import Wire
 from .classify import Verdict, default_verdict
 from .customer import Customer
@@ -24,18 +31,12 @@ from .errors import (
     TokenRejectedError,
 )
 from .origins import format_origin
-from .pipeline import (
-    _MAX_SWITCHES,
-    _OPS,
-    AuthPipeline,
-    CustomerAuth,
-    _Fetch,
-    _Login,
-    _Op,
-    _ReadBody,
-    _Rejected,
-    _Sent,
-)
+
+if TYPE_CHECKING:
+    pass
+
+# How many times one request re-resolves its customer when it is switched under it.
+_MAX_SWITCHES = 8
 
 __all__ = [
     "Done",
@@ -45,21 +46,9 @@ __all__ = [
     "auth_flow_sync",
     "fast",
     "flow",
-    "unpack",
 ]
 
 log = logging.getLogger("asapp_auth")
-
-
-def unpack(auth: object, adapter: str) -> tuple[AuthPipeline, Customer | None]:
-    """The pipeline and fixed customer (or ``None``) an adapter was given."""
-    if isinstance(auth, CustomerAuth):
-        return auth.pipeline, auth.customer
-    if isinstance(auth, AuthPipeline):
-        return auth, None
-    raise TypeError(
-        f"{adapter} takes an AuthPipeline or pipeline.for_customer(...), not {type(auth).__name__}"
-    )
 
 
 def fast(

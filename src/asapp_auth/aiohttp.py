@@ -20,7 +20,7 @@ from aiohttp import payload
 from . import _flow
 from ._wire import Wire, is_json, register_access, target_keys
 from .origins import Origin
-from .pipeline import AuthPipeline, CustomerAuth
+from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
 __all__ = ["AiohttpAuth"]
 
@@ -88,7 +88,7 @@ class AiohttpAuth:
     (``AiohttpAuth(pipeline.for_customer(id))``)."""
 
     def __init__(self, auth: AuthPipeline | CustomerAuth) -> None:
-        self.pipeline, self._bound = _flow.unpack(auth, "AiohttpAuth")
+        self.pipeline, self._bound = adapter_target(auth, "AiohttpAuth")
         self._wire = _AiohttpWire(self.pipeline)
 
     async def __call__(

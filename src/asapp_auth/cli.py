@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._any_client import KINDS as CLIENT_KINDS
 from .config import check_file
-from .demo import PROVIDERS, missing_plugin
+from .demo import PROVIDERS, missing_client, missing_plugin
 from .demo import run as run_demo
 from .errors import AsappAuthError, ConfigurationError, PluginError
 from .pipeline import AuthPipeline
@@ -114,11 +115,13 @@ def _context(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    problem = missing_plugin(args.provider)
+    problem = missing_plugin(args.provider) or missing_client(args.client)
     if problem is not None:
         print(f"asapp-auth: {problem}", file=sys.stderr)
         return 2
-    return run_demo(sys.stdout, concurrency=args.concurrency, provider=args.provider)
+    return run_demo(
+        sys.stdout, concurrency=args.concurrency, provider=args.provider, client=args.client
+    )
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -157,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="app",
         help="who serves the customers' contexts: the app's own context_provider (app, the "
         "default) or the installed plugin of that name",
+    )
+    demo.add_argument(
+        "--client",
+        choices=CLIENT_KINDS,
+        default="httpx",
+        help="which HTTP client the app uses: httpx (the default), httpx-async, httpx2, "
+        "httpx2-async, requests or aiohttp",
     )
     demo.set_defaults(run=_demo)
     jwks = sub.add_parser(

@@ -1,7 +1,8 @@
 """``asapp-auth demo``: the SDKs' authentication model, step by step, with real requests.
 
-A fake chat platform starts on 127.0.0.1; an ``AuthPipeline`` wraps an ``httpx.Client``; each
-step makes requests and checks what the platform received. ``provider`` chooses who serves the
+A fake chat platform starts on 127.0.0.1; an ``AuthPipeline`` wraps a client (``httpx.Client`` by
+default; ``client`` picks any adapter's); each step makes requests and checks what the platform
+received. ``provider`` chooses who serves the
 customers' contexts: ``app``, the app's own ``context_provider`` (the default), or an installed
 provider plugin (``static``, ``jwt``, ``oauth2``) set up against the same platform, whose tokens
 the platform really checks. Secrets are never printed.
@@ -17,13 +18,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
-import httpx
-
+from ._any_client import EXTRAS, Result, open_client
 from .customer import Customer
 from .errors import NoProviderError, TokenRejectedError
 from .hookspecs import hookimpl
@@ -46,6 +45,16 @@ def missing_plugin(provider: str) -> str | None:
     if provider == "app" or provider in installed:
         return None
     return f"demo --provider {provider}: {unavailable(provider, installed)}"
+
+
+def missing_client(kind: str) -> str | None:
+    """Why a ``kind`` of client cannot run the demo (one line, saying what to do), or ``None``."""
+    module = kind.removesuffix("-async")
+    try:
+        __import__(module)
+    except ImportError:
+        return f"demo --client {kind} needs {module}: pip install 'asapp-auth[{EXTRAS[kind]}]'"
+    return None
 
 
 def _b64decode(part: str) -> bytes:
@@ -384,10 +393,11 @@ def _check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def run(out: TextIO, concurrency: int = 50, provider: str = "app") -> int:
-    """Run every step with ``provider`` serving the customers; 0 when all behaved, 1 otherwise.
+def run(out: TextIO, concurrency: int = 50, provider: str = "app", client: str = "httpx") -> int:
+    """Run every step with ``provider`` serving the customers, through a ``client`` of that kind
+    (``_any_client.KINDS``); 0 when all behaved, 1 otherwise.
 
-    A plugin ``provider`` must be installed (see ``missing_plugin``).
+    A plugin ``provider`` must be installed (see ``missing_plugin``), and so must the client.
     """
     backend_type = _BACKENDS[provider]
     info = None
@@ -401,7 +411,13 @@ def run(out: TextIO, concurrency: int = 50, provider: str = "app") -> int:
         try:
             backend.started(pipeline)
             return _walk(
-                out, concurrency, platform=platform, pipeline=pipeline, backend=backend, info=info
+                out,
+                concurrency,
+                platform=platform,
+                pipeline=pipeline,
+                backend=backend,
+                info=info,
+                kind=client,
             )
         finally:
             backend.close(pipeline)
@@ -415,27 +431,28 @@ def _walk(
     pipeline: AuthPipeline,
     backend: _Backend,
     info: PluginInfo | None,
+    kind: str,
 ) -> int:
     screen = _LoginScreen(pipeline, backend)
     pipeline.register(screen, name="demo-app")
     calls = _ProviderCalls()
     pipeline.register(calls, name="demo-provider-calls")
     pipeline.load()  # start anonymous, as a visitor who has not logged in
-    print(f"asapp-auth demo: chat platform at {platform.url}", file=out)
+    print(f"asapp-auth demo: chat platform at {platform.url}, client {kind}", file=out)
     print(f"contexts from {backend.describe(info)}\n", file=out)
     steps = _Steps(out)
-    client = httpx.Client(auth=pipeline, limits=httpx.Limits(max_connections=concurrency))
+    client = open_client(kind, pipeline, pool=concurrency)
     url = platform.url
 
     def account() -> Any:
         response = client.get(f"{url}/v1/account")
-        _check(response.status_code == 200, f"HTTP {response.status_code}")
+        _check(response.status == 200, f"HTTP {response.status}")
         return response.json()
 
     def anonymous() -> str:
         response = client.get(f"{url}/public")
         sent = platform.received[-1].headers
-        _check(response.status_code == 200, f"HTTP {response.status_code}")
+        _check(response.status == 200, f"HTTP {response.status}")
         _check("Authorization" not in sent, "credentials were sent")
         return "HTTP 200, no credentials sent"
 
@@ -460,15 +477,17 @@ def _walk(
         _check(calls.calls["alice"] == [False], f"provider calls: {calls.calls['alice']}")
         return "20 requests, 1 provider call in all"
 
-    def under_load() -> list[httpx.Response]:
-        with ThreadPoolExecutor(concurrency) as pool:
-            return list(pool.map(lambda _: client.get(f"{url}/v1/account"), range(concurrency)))
+    def under_load() -> list[Result]:
+        results = client.many(concurrency, f"{url}/v1/account")
+        failed = [type(r).__name__ for r in results if not isinstance(r, Result)]
+        _check(not failed, f"requests failed: {failed[:3]}")
+        return [r for r in results if isinstance(r, Result)]
 
     def expiry() -> str:
         grants = backend.grants if isinstance(backend, _OAuth2) else 0
         what = backend.expire()
         results = under_load()
-        statuses = {r.status_code for r in results}
+        statuses = {r.status for r in results}
         answers = {r.json().get("customer") for r in results}
         _check(statuses == {200} and answers == {"alice"}, f"statuses {statuses}")
         _check(calls.refreshes("alice") == 1, f"{calls.refreshes('alice')} refreshes")
@@ -498,7 +517,7 @@ def _walk(
         backend.rotate()
         before = calls.refreshes("alice")
         results = under_load()
-        statuses = {r.status_code for r in results}
+        statuses = {r.status for r in results}
         _check(statuses == {200}, f"statuses {statuses}")
         refreshes = calls.refreshes("alice") - before
         _check(refreshes == 1, f"{refreshes} refreshes")
@@ -526,18 +545,14 @@ def _walk(
         pipeline.clear()
         response = client.get(f"{url}/public")
         sent = platform.received[-1].headers
-        _check(response.status_code == 200 and "Authorization" not in sent, "context sent")
+        _check(response.status == 200 and "Authorization" not in sent, "context sent")
         _check(pipeline.get_context() is None, "a context is still served")
         return "clear() -> anonymous again, nothing attached"
 
     def other_origin() -> str:
         with FakePlatform() as elsewhere:
             account()  # logs alice in again
-            client.get(
-                f"{url}/redirect",
-                params={"to": f"{elsewhere.url}/public"},
-                follow_redirects=True,
-            )
+            client.get(f"{url}/redirect?{urlencode({'to': f'{elsewhere.url}/public'})}")
             _check("Authorization" not in elsewhere.received[0].headers, "context leaked")
         return "a redirect to another origin carried no credentials"
 

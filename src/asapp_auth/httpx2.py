@@ -14,7 +14,7 @@ import httpx2
 from . import _flow
 from ._httpx_wire import HttpxWire, register_httpx_module
 from .origins import AsyncRedirectGuard, RedirectGuard
-from .pipeline import AuthPipeline, CustomerAuth
+from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
 __all__ = ["Httpx2Auth"]
 
@@ -29,7 +29,7 @@ class Httpx2Auth(httpx2.Auth):
     requires_response_body = False
 
     def __init__(self, auth: AuthPipeline | CustomerAuth) -> None:
-        self.pipeline, self._bound = _flow.unpack(auth, "Httpx2Auth")
+        self.pipeline, self._bound = adapter_target(auth, "Httpx2Auth")
         self._sync = HttpxWire(self.pipeline, httpx2, RedirectGuard, "httpx2")
         self._async = HttpxWire(self.pipeline, httpx2, AsyncRedirectGuard, "httpx2")
 

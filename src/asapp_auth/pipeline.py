@@ -1,12 +1,11 @@
-"""``AuthPipeline``: the customer, the contexts that authenticate it, and the httpx flow.
+"""``AuthPipeline``: the customer, the contexts that authenticate it, and their single flights.
 
-A request first takes the cached path (``_fast``): a fresh context read from the cache without a
-lock, attached, the request sent; a response other than 401 ends it there. Anything else goes
-through the flow (``_flow``), written once, sans I/O: it yields the requests to send and the slow
-operations it needs (fetch, refresh after a rejection, login), which the sync and async runners
-carry out in their own way. The slow operations are single-flight: the first caller for a
-customer claims a ``Flight`` and runs the provider (in its own thread when synchronous, in a
-worker thread under asyncio); every other caller waits for that flight's outcome.
+Requests reach it through a client adapter (``httpx.Client(auth=pipeline)`` directly, or
+``asapp_auth.requests``, ``asapp_auth.aiohttp``, ``asapp_auth.httpx2``), whose decision flow
+(``_flow``) takes the cached path first and asks the pipeline for the slow operations: fetch,
+refresh after a rejection, login. Those are single-flight: the first caller for a customer claims
+a ``Flight`` and runs the provider (in its own thread when synchronous, in a worker thread under
+asyncio); every other caller waits for that flight's outcome.
 """
 
 from __future__ import annotations
@@ -20,21 +19,22 @@ import math
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pluggy
 
 from ._checks import seconds as _seconds
 from ._flight import Flight
+from ._flow import auth_flow_async, auth_flow_sync
 from ._hookcalls import HookCall
-from ._httpx_wire import register_httpx_module
+from ._httpx_wire import HttpxWire, register_httpx_module
+from ._ops import Fetch, Login, Op, Rejected
 from ._refusals import Refusals
-from .attach import Attacher, Attachment, as_attacher
+from .attach import Attacher, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
-from .classify import Classifier, Verdict, default_classifier
+from .classify import Classifier, default_classifier
 from .config import load_config
 from .context import AuthContext
 from .customer import ContextProvider, Customer
@@ -46,20 +46,9 @@ from .errors import (
     NoProviderError,
     ProviderError,
     ProviderTimeoutError,
-    RequestNotReplayableError,
-    TokenRejectedError,
 )
 from .hookspecs import hookimpl
-from .origins import (
-    _DEFAULT_PORTS,
-    AsyncRedirectGuard,
-    Origin,
-    RedirectGuard,
-    format_origin,
-    install_guard,
-    origin_of,
-    parse_origins,
-)
+from .origins import AsyncRedirectGuard, Origin, RedirectGuard, format_origin, parse_origins
 from .paths import relative_to
 from .plugins import discover, get_plugin_manager, load_plugin, register_plugin
 
@@ -70,8 +59,6 @@ register_httpx_module(httpx)
 log = logging.getLogger("asapp_auth")
 
 CUSTOMER_PROVIDER = "customer-provider"
-# How many times one request re-resolves its customer when it is switched under it.
-_MAX_SWITCHES = 8
 # A request whose context was refused may join a fetch already in flight; with a shared cache
 # that fetch can be a mere re-read that brings back the refused context. It then claims again
 # (the refused copy is dropped and a refresh starts), this many times at most.
@@ -90,44 +77,6 @@ class _CustomerProvider:
         if customer.provider is None:
             return None
         return customer.ask(needs_refresh)
-
-
-# The slow operations the flow asks its runner to carry out.
-@dataclass(slots=True)
-class _Fetch:
-    customer: Customer
-    stale: CachedContext | None
-    needs_refresh: bool
-    # True for a fixed customer (for_customer, get_context(customer=...)): never "switched away".
-    bound: bool = False
-
-
-@dataclass(slots=True)
-class _Rejected:
-    customer: Customer
-    entry: CachedContext
-    bound: bool
-
-
-@dataclass(slots=True)
-class _Login:
-    reason: Literal["anonymous", "session_gone"]
-    customer: Customer | None
-    generation: int
-
-
-@dataclass(slots=True)
-class _ReadBody:
-    response: Any  # the client's own response
-
-
-_Op = _Fetch | _Rejected | _Login | _ReadBody
-_OPS = (_Fetch, _Rejected, _Login, _ReadBody)
-
-
-# What the cached path put on a request, for the slow path to carry on from:
-# (customer, generation, entry, attachment). A plain tuple: one is made per request.
-_Sent = tuple[Customer | None, int, CachedContext | None, Attachment | None]
 
 
 class AuthPipeline(httpx.Auth):
@@ -172,15 +121,6 @@ class AuthPipeline(httpx.Auth):
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
         self._origins: frozenset[Origin] = parse_origins(origins)
-        # (scheme, raw host, port) as httpx.URL gives them: the port is None for the default.
-        self._targets: set[tuple[str, bytes, int | None]] = {
-            (scheme, host.encode("ascii"), port) for scheme, host, port in self._origins
-        }
-        self._targets |= {
-            (scheme, host.encode("ascii"), None)
-            for scheme, host, port in self._origins
-            if port == _DEFAULT_PORTS[scheme]
-        }
         self._expiry_margin = _seconds("expiry_margin", expiry_margin)
         self._refresh_ahead = _seconds("refresh_ahead", refresh_ahead)
         fraction = _seconds("refresh_ahead_fraction", refresh_ahead_fraction)
@@ -216,6 +156,9 @@ class AuthPipeline(httpx.Auth):
         self._plugin_digests: dict[str, str] = {}
         register_plugin(self._pm, _CustomerProvider(), CUSTOMER_PROVIDER)
         self._configure_plugins(plugins)
+        # httpx.Client(auth=pipeline) works as it always has: this pipeline is an httpx.Auth.
+        self._httpx_sync = HttpxWire(self, httpx, RedirectGuard, "httpx")
+        self._httpx_async = HttpxWire(self, httpx, AsyncRedirectGuard, "httpx")
 
     @classmethod
     def from_config(cls, path: str | Path | None = None) -> AuthPipeline:
@@ -476,14 +419,14 @@ class AuthPipeline(httpx.Auth):
             entry = await self._fetch_async(entry)
         return entry.context
 
-    def _lookup(self, customer: Customer, force: bool = False) -> CachedContext | _Fetch:
+    def _lookup(self, customer: Customer, force: bool = False) -> CachedContext | Fetch:
         """The cached path: a fresh entry, or the fetch to run. Starts a refresh ahead if due."""
         entry = self._cache.get(customer.cache_key)
         if entry is None:
-            return _Fetch(customer, None, force)
+            return Fetch(customer, None, force)
         now = time.monotonic()
         if force or now >= entry.expires_at:
-            return _Fetch(customer, entry, force or now >= entry.valid_until)
+            return Fetch(customer, entry, force or now >= entry.valid_until)
         if now >= entry.refresh_at and not entry.ahead_started:
             self._start_refresh_ahead(customer, entry)
         return entry
@@ -556,7 +499,7 @@ class AuthPipeline(httpx.Auth):
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
 
-    def _fetch_sync(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
+    def _fetch_sync(self, fetch: Fetch, rejected: bool = False) -> CachedContext:
         for _ in range(_REJOINS):
             flight, leader, current = self._claim(
                 fetch.customer, fetch.stale, rejected, fetch.bound
@@ -571,7 +514,7 @@ class AuthPipeline(httpx.Auth):
                 break
         return entry
 
-    async def _fetch_async(self, fetch: _Fetch, rejected: bool = False) -> CachedContext:
+    async def _fetch_async(self, fetch: Fetch, rejected: bool = False) -> CachedContext:
         for _ in range(_REJOINS):
             flight, leader, current = self._claim(
                 fetch.customer, fetch.stale, rejected, fetch.bound
@@ -594,13 +537,13 @@ class AuthPipeline(httpx.Auth):
         flight, leader, _ = self._claim(customer, entry)
         if leader:
             assert flight is not None
-            fetch = _Fetch(customer, entry, True)
+            fetch = Fetch(customer, entry, True)
             _spawn(self._run, flight, fetch, False, True, True, bounded=False)
 
     def _run(
         self,
         flight: Flight[CachedContext],
-        fetch: _Fetch,
+        fetch: Fetch,
         rejected: bool,
         in_thread: bool,
         ahead: bool = False,
@@ -754,7 +697,7 @@ class AuthPipeline(httpx.Auth):
     # -- login ----------------------------------------------------------------------------------
 
     def _claim_login(
-        self, op: _Login
+        self, op: Login
     ) -> tuple[Flight[Customer] | None, bool, Customer | None, Customer | None]:
         """Join the login in progress, start one (leader), or find a customer already set.
 
@@ -789,7 +732,7 @@ class AuthPipeline(httpx.Auth):
             if self._login is flight:
                 self._login = None
 
-    def _run_login(self, flight: Flight[Customer], op: _Login) -> None:
+    def _run_login(self, flight: Flight[Customer], op: Login) -> None:
         try:
             taken = self._pm.hook.on_login_required(
                 pipeline=self, customer=op.customer, reason=op.reason
@@ -816,7 +759,7 @@ class AuthPipeline(httpx.Auth):
         self._drop_login(flight)  # out of reach first, as in _run: a failure is never joined
         flight.fail(error)
 
-    def _login_sync(self, op: _Login) -> Customer:
+    def _login_sync(self, op: Login) -> Customer:
         flight, leader, current, gone = self._claim_login(op)
         if gone is not None:
             self._cleared(gone)
@@ -827,7 +770,7 @@ class AuthPipeline(httpx.Auth):
             self._run_login(flight, op)
         return flight.wait()
 
-    async def _login_async(self, op: _Login) -> Customer:
+    async def _login_async(self, op: Login) -> Customer:
         flight, leader, current, gone = self._claim_login(op)
         if leader:
             assert flight is not None
@@ -841,202 +784,41 @@ class AuthPipeline(httpx.Auth):
             return current
         return await flight.wait_async()
 
-    def _clear_then_login(
-        self, gone: Customer | None, flight: Flight[Customer], op: _Login
-    ) -> None:
+    def _clear_then_login(self, gone: Customer | None, flight: Flight[Customer], op: Login) -> None:
         if gone is not None:
             self._cleared(gone)
         self._run_login(flight, op)
 
     # -- the httpx flow -------------------------------------------------------------------------
 
-    def _run_op_sync(self, op: _Op) -> object:
-        if isinstance(op, _Fetch):
+    def _run_op_sync(self, op: Op) -> object:
+        if isinstance(op, Fetch):
             return self._fetch_sync(op)
-        if isinstance(op, _Rejected):
-            return self._fetch_sync(_Fetch(op.customer, op.entry, True, op.bound), rejected=True)
-        if isinstance(op, _Login):
+        if isinstance(op, Rejected):
+            return self._fetch_sync(Fetch(op.customer, op.entry, True, op.bound), rejected=True)
+        if isinstance(op, Login):
             return self._login_sync(op)
         return op.response.read()
 
-    async def _run_op_async(self, op: _Op) -> object:
-        if isinstance(op, _Fetch):
+    async def _run_op_async(self, op: Op) -> object:
+        if isinstance(op, Fetch):
             return await self._fetch_async(op)
-        if isinstance(op, _Rejected):
-            fetch = _Fetch(op.customer, op.entry, True, op.bound)
+        if isinstance(op, Rejected):
+            fetch = Fetch(op.customer, op.entry, True, op.bound)
             return await self._fetch_async(fetch, rejected=True)
-        if isinstance(op, _Login):
+        if isinstance(op, Login):
             return await self._login_async(op)
         return await op.response.aread()
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        return _run_sync(self, request, None)
+        return auth_flow_sync(self._httpx_sync, request, None)
 
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        return _run_async(self, request, None)
-
-    def _fast(
-        self,
-        request: httpx.Request,
-        bound: Customer | None,
-        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
-    ) -> _Sent | Literal[False] | None:
-        """The cached path, shared by both runners: no lock, no I/O, no provider.
-
-        Returns ``None`` for a request to another origin (it gets nothing), what was attached
-        when the context was fresh in the cache (or the customer is anonymous), and ``False``
-        when the slow path must fetch first.
-        """
-        url = request.url
-        scheme = url.scheme
-        if (scheme, url.raw_host, url.port) not in self._targets:
-            return None
-        customer, generation = (bound, -1) if bound is not None else self._state
-        if customer is None:
-            return (None, generation, None, None)
-        entry = self._cache.get(customer.cache_key)
-        if entry is None:
-            return False
-        now = time.monotonic()
-        if now >= entry.expires_at:
-            return False
-        if now >= entry.refresh_at and not entry.ahead_started:
-            self._start_refresh_ahead(customer, entry)
-        return (customer, generation, entry, self._attach(request, entry, guard, scheme))
-
-    def _attach(
-        self,
-        request: httpx.Request,
-        entry: CachedContext,
-        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
-        scheme: str,
-    ) -> Attachment:
-        prepared = entry.prepared
-        if prepared is None:
-            prepared = entry.prepared = self._attacher.prepare(entry.context)
-        attachment = self._attacher.attach(request, prepared)
-        if not attachment.authorization_only or scheme != "https":
-            install_guard(request, self._origins, attachment, guard)
-        return attachment
-
-    def _flow(
-        self,
-        request: httpx.Request,
-        guard: type[RedirectGuard] | type[AsyncRedirectGuard],
-        bound: Customer | None,
-        sent: _Sent | None,
-        response: httpx.Response | None,
-    ) -> Generator[httpx.Request | _Op, Any, None]:
-        """Everything past the cached path, sans I/O: fetch, classify, refresh, log in, retry.
-
-        ``sent`` and ``response`` carry on from a request the fast path already sent.
-        """
-        refreshed = logged_in = False
-        switches = 0
-        customer, generation, entry, attachment = sent or (None, 0, None, None)
-        fixed = bound is not None
-        while True:
-            if response is None:
-                entry_of = customer
-                customer, generation = (bound, -1) if bound is not None else self._state
-                attachment = None
-                if entry_of is not customer:
-                    entry = None  # that entry was another customer's
-                if customer is not None:
-                    if entry is None:
-                        entry = self._cache.get(customer.cache_key)
-                        now = time.monotonic()
-                        if entry is None or now >= entry.expires_at:
-                            renew = entry is not None and now >= entry.valid_until
-                            try:
-                                entry = yield _Fetch(customer, entry, renew, fixed)
-                            except LoginRequiredError:
-                                if logged_in or fixed:
-                                    raise
-                                logged_in = True
-                                entry = None
-                                yield _Login("session_gone", customer, generation)
-                                continue
-                            if bound is None and self._state[0] is not customer:
-                                # The customer was switched while its context was fetched.
-                                switches += 1
-                                if switches > _MAX_SWITCHES:
-                                    raise AsappAuthError(
-                                        "the customer kept changing while a request was made"
-                                    )
-                                entry = None
-                                continue
-                    assert entry is not None
-                    attachment = self._attach(request, entry, guard, request.url.scheme)
-                response = yield request
-            if self._default_rules:
-                if response.status_code != 401:
-                    return
-                verdict = default_classifier(response, attachment is not None)
-            else:
-                if response.status_code in self._reads_body_on:
-                    yield _ReadBody(response)
-                verdict = self._classify(response, attachment is not None) or default_classifier(
-                    response, attachment is not None
-                )
-            status = response.status_code
-            response = None
-            if verdict is Verdict.OK:
-                return
-            if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
-                if attachment is not None:
-                    self._attacher.detach(request, attachment)
-                if refreshed:
-                    origin = format_origin(origin_of(request.url))
-                    raise TokenRejectedError(
-                        f"{origin} rejected the context of customer {customer.id!r} again "
-                        f"(HTTP {status}) right after it was refreshed; check what the provider "
-                        "returns and what the platform expects",
-                        origin=origin,
-                        status_code=status,
-                        customer_id=customer.id,
-                    )
-                refreshed = True
-                if not fixed and self._state[0] is not customer:
-                    # Switched away meanwhile: the new customer's context goes on the retry, and
-                    # nobody asks the old customer's provider again.
-                    entry = None
-                    _check_replayable(request, customer)
-                    continue
-                log.info("the context of customer %r was rejected; refreshing", customer.id)
-                try:
-                    entry = yield _Rejected(customer, entry, fixed)
-                except LoginRequiredError:
-                    if logged_in or fixed:
-                        raise
-                    logged_in = True
-                    entry = None
-                    yield _Login("session_gone", customer, generation)
-                _check_replayable(request, customer)
-                continue
-            if verdict is Verdict.LOGIN_REQUIRED:
-                if attachment is not None:
-                    self._attacher.detach(request, attachment)
-                if logged_in or bound is not None:
-                    raise LoginRequiredError(
-                        f"{format_origin(origin_of(request.url))} requires a login"
-                        + (" for this customer" if bound is not None else " even after one")
-                        + f" (HTTP {status})",
-                        customer_id=None if customer is None else customer.id,
-                    )
-                logged_in = True
-                reason: Literal["anonymous", "session_gone"] = (
-                    "anonymous" if customer is None else "session_gone"
-                )
-                entry = None
-                yield _Login(reason, customer, generation)
-                _check_replayable(request, customer)
-                continue
-            return
+        return auth_flow_async(self._httpx_async, request, None)
 
     def __repr__(self) -> str:
         customer = self._state[0]
@@ -1059,12 +841,12 @@ class CustomerAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        return _run_sync(self.pipeline, request, self.customer)
+        return auth_flow_sync(self.pipeline._httpx_sync, request, self.customer)
 
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        return _run_async(self.pipeline, request, self.customer)
+        return auth_flow_async(self.pipeline._httpx_async, request, self.customer)
 
     def get_context(self, needs_refresh: bool = False) -> AuthContext | None:
         return self.pipeline.get_context(needs_refresh, customer=self.customer)
@@ -1076,70 +858,15 @@ class CustomerAuth(httpx.Auth):
         return f"CustomerAuth(customer={self.customer.id!r})"
 
 
-def _run_sync(
-    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
-) -> Generator[httpx.Request, httpx.Response, None]:
-    """The flow for a sync client: the cached path inline; past it, ``_flow``'s requests are
-    sent and its operations run in this thread."""
-    sent = pipeline._fast(request, bound, RedirectGuard)
-    if sent is None:
-        yield request
-        return
-    response = None
-    if sent:
-        response = yield request
-        if pipeline._default_rules and response.status_code != 401:
-            return
-    flow = pipeline._flow(request, RedirectGuard, bound, sent or None, response)
-    try:
-        item = next(flow)
-        while True:
-            if isinstance(item, httpx.Request):
-                item = flow.send((yield item))
-                continue
-            try:
-                result = pipeline._run_op_sync(item)
-            except AsappAuthError as exc:
-                item = flow.throw(exc)
-            else:
-                item = flow.send(result)
-    except StopIteration:
-        return
-    finally:
-        flow.close()
-
-
-async def _run_async(
-    pipeline: AuthPipeline, request: httpx.Request, bound: Customer | None
-) -> AsyncGenerator[httpx.Request, httpx.Response]:
-    """As ``_run_sync``, for an async client: operations are awaited, providers and login
-    handlers run in worker threads."""
-    sent = pipeline._fast(request, bound, AsyncRedirectGuard)
-    if sent is None:
-        yield request
-        return
-    response = None
-    if sent:
-        response = yield request
-        if pipeline._default_rules and response.status_code != 401:
-            return
-    flow = pipeline._flow(request, AsyncRedirectGuard, bound, sent or None, response)
-    try:
-        item = next(flow)
-        while True:
-            if isinstance(item, httpx.Request):
-                item = flow.send((yield item))
-                continue
-            try:
-                result = await pipeline._run_op_async(item)
-            except AsappAuthError as exc:
-                item = flow.throw(exc)
-            else:
-                item = flow.send(result)
-    except StopIteration:
-        return
-    finally:
-        flow.close()
+def adapter_target(auth: object, adapter: str) -> tuple[AuthPipeline, Customer | None]:
+    """The pipeline and fixed customer (or ``None``) an adapter was given."""
+    if isinstance(auth, CustomerAuth):
+        return auth.pipeline, auth.customer
+    if isinstance(auth, AuthPipeline):
+        return auth, None
+    raise TypeError(
+        f"{adapter} takes an AuthPipeline or pipeline.for_customer(...), not {type(auth).__name__}"
+    )
 
 
 def _same(entry: CachedContext, other: CachedContext | None) -> bool:
@@ -1148,16 +875,6 @@ def _same(entry: CachedContext, other: CachedContext | None) -> bool:
     return entry is other or (
         other is not None and entry.version is not None and entry.version == other.version
     )
-
-
-def _check_replayable(request: httpx.Request, customer: Customer | None) -> None:
-    if not isinstance(request.stream, httpx.ByteStream):
-        raise RequestNotReplayableError(
-            f"{request.method} {format_origin(origin_of(request.url))} had to be sent again "
-            f"{'with a refreshed context' if customer else 'after a login'}, but its body is a "
-            "stream that was already consumed; the context is ready: send the request again, or "
-            "give the body as bytes"
-        )
 
 
 def _wrap(exc: BaseException, customer: Customer) -> ProviderError:

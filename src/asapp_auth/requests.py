@@ -30,7 +30,7 @@ from ._wire import Wire, is_json, register_access, target_keys
 from .attach import Attachment
 from .errors import RedirectBlockedError
 from .origins import _DEFAULT_PORTS, Origin, format_origin
-from .pipeline import AuthPipeline, CustomerAuth
+from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
 __all__ = ["RequestsAuth"]
 
@@ -120,7 +120,7 @@ class RequestsAuth(AuthBase):
     (``RequestsAuth(pipeline.for_customer(id))``)."""
 
     def __init__(self, auth: AuthPipeline | CustomerAuth) -> None:
-        self.pipeline, self._bound = _flow.unpack(auth, "RequestsAuth")
+        self.pipeline, self._bound = adapter_target(auth, "RequestsAuth")
         self._wire = _RequestsWire(self.pipeline)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
