@@ -251,16 +251,29 @@ async def advance_async(wire: Wire[Any, Any], steps: Generator[Any, Any, _Sent],
         return Done(stop.value)
 
 
+# The two drivers differ only in how they wait: every decision is the flow's or the pipeline's.
 def _run_sync(wire: Wire[Any, Any], op: _Op) -> object:
-    if isinstance(op, _ReadBody):
-        return wire.read_body(op.response)
-    return wire.pipeline._run_op_sync(op)
+    pipeline = wire.pipeline
+    if isinstance(op, _Fetch):
+        return pipeline._fetch_sync(op)
+    if isinstance(op, _Rejected):
+        fetch = _Fetch(op.customer, op.entry, True, op.bound)
+        return pipeline._fetch_sync(fetch, rejected=True)
+    if isinstance(op, _Login):
+        return pipeline._login_sync(op)
+    return wire.read_body(op.response)
 
 
 async def _run_async(wire: Wire[Any, Any], op: _Op) -> object:
-    if isinstance(op, _ReadBody):
-        return await wire.aread_body(op.response)
-    return await wire.pipeline._run_op_async(op)
+    pipeline = wire.pipeline
+    if isinstance(op, _Fetch):
+        return await pipeline._fetch_async(op)
+    if isinstance(op, _Rejected):
+        fetch = _Fetch(op.customer, op.entry, True, op.bound)
+        return await pipeline._fetch_async(fetch, rejected=True)
+    if isinstance(op, _Login):
+        return await pipeline._login_async(op)
+    return await wire.aread_body(op.response)
 
 
 def auth_flow_sync(

@@ -1,0 +1,355 @@
+"""``ContextStore``: each customer's context, in the cache and in flight.
+
+A fetch claims the customer's ``Flight``: the first caller (the leader) asks the providers, in its
+own thread when synchronous, in a worker thread under asyncio; every other caller waits for that
+flight's outcome. A refused context's refusal is remembered (``_refusals``) until a fresh one
+replaces it, so the next ask after a failed refresh is a refresh too. With a shared cache the
+leader hands the fetch to the cache's ``coordinate``, which decides whether this process or
+another one produces the context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._flight import Flight
+from ._hookcalls import HookCall
+from ._ops import Fetch
+from ._state import CUSTOMER_PROVIDER, PipelineState
+from ._workers import WORKERS, spawn
+from .cache import CachedContext
+from .context import AuthContext
+from .customer import Customer
+from .errors import (
+    AsappAuthError,
+    InvalidContextError,
+    LoginRequiredError,
+    NoProviderError,
+    ProviderError,
+    ProviderTimeoutError,
+)
+from .hookspecs import hookimpl
+
+__all__ = ["ContextStore", "CustomerProvider"]
+
+log = logging.getLogger("asapp_auth")
+
+# A request whose context was refused may join a fetch already in flight; with a shared cache
+# that fetch can be a mere re-read that brings back the refused context. It then claims again
+# (the refused copy is dropped and a refresh starts), this many times at most.
+_REJOINS = 3
+
+
+class CustomerProvider:
+    """Serves each customer's own ``context_provider`` through ``provide_context``, first."""
+
+    @hookimpl(tryfirst=True)
+    def provide_context(
+        self, customer: Customer, needs_refresh: bool
+    ) -> Mapping[str, Any] | AuthContext | None:
+        if customer.provider is None:
+            return None
+        return customer.ask(needs_refresh)
+
+
+class ContextStore(PipelineState):
+    """Serve, fetch, refresh and cache each customer's context, single-flight."""
+
+    def _lookup(self, customer: Customer, force: bool = False) -> CachedContext | Fetch:
+        """The cached path: a fresh entry, or the fetch to run. Starts a refresh ahead if due."""
+        entry = self._cache.get(customer.cache_key)
+        if entry is None:
+            return Fetch(customer, None, force)
+        now = time.monotonic()
+        if force or now >= entry.expires_at:
+            return Fetch(customer, entry, force or now >= entry.valid_until)
+        if now >= entry.refresh_at and not entry.ahead_started:
+            self._start_refresh_ahead(customer, entry)
+        return entry
+
+    def _make_entry(self, context: AuthContext, plugin: str, asked_at: float) -> CachedContext:
+        lifetime = context.expires_in
+        remaining = context.remaining()
+        if lifetime is None or remaining is None:
+            return CachedContext(context, plugin, asked_at, math.inf, math.inf)
+        if remaining <= 0:
+            raise InvalidContextError(
+                f"plugin {plugin!r} returned a context that had already expired; return a fresh "
+                "context when asked (needs_refresh=True means the last one was refused)",
+                plugin=plugin,
+            )
+        # Counted on the monotonic clock from when the provider was asked, and never past what
+        # is left of a context the provider made earlier and returned again.
+        end = min(asked_at + lifetime, time.monotonic() + remaining)
+        expires = end - min(self._expiry_margin, lifetime * 0.1)
+        refresh = expires - min(self._refresh_ahead, lifetime * self._ahead_fraction)
+        return CachedContext(context, plugin, asked_at, refresh, expires)
+
+    def _claim(
+        self,
+        customer: Customer,
+        stale: CachedContext | None,
+        rejected: bool = False,
+        bound: bool = False,
+    ) -> tuple[Flight[CachedContext] | None, bool, CachedContext | None]:
+        """Join the customer's flight, start one (leader), or find it already refreshed."""
+        key = customer.cache_key
+        with self._lock:
+            current = self._cache.get(key)
+            if rejected and current is not None and _same(current, stale):
+                self._cache.pop(key)  # never serve a context the server has refused
+                self._refusals.add(key, current)
+                current = None
+            fresh = current is not None and time.monotonic() < current.expires_at
+            if fresh and current is not stale:
+                return None, False, current
+            flight = self._inflight.get(key)
+            if flight is not None and flight.done:
+                # Finished flights leave the table before they finish; never join one that
+                # did not: its outcome is known already, and a failure is no answer to this ask.
+                flight = None
+            if flight is not None and flight.overdue():
+                # Nobody waited on it (a refresh ahead), so it never timed out: start afresh.
+                flight.expire(notify=False)  # we hold _lock, and replace it below
+                flight = None
+            if flight is not None:
+                return flight, False, None
+            flight = Flight(
+                self._provider_timeout,
+                lambda: ProviderTimeoutError(
+                    f"no context for customer {customer.id!r} within provider_timeout="
+                    f"{self._provider_timeout:g}s; make the provider answer sooner or raise the "
+                    "timeout. Nothing was cached: the next request asks again",
+                    customer_id=customer.id,
+                ),
+                lambda flight: self._drop_flight(key, flight),
+            )
+            # A customer switched away from is still served to requests begun before the switch,
+            # but what is fetched for it then is not kept.
+            flight.orphaned = not bound and customer != self._state[0]
+            self._inflight[key] = flight
+            return flight, True, None
+
+    def _drop_flight(self, key: object, flight: Flight[Any]) -> None:
+        with self._lock:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+
+    def _fetch_sync(self, fetch: Fetch, rejected: bool = False) -> CachedContext:
+        for _ in range(_REJOINS):
+            flight, leader, current = self._claim(
+                fetch.customer, fetch.stale, rejected, fetch.bound
+            )
+            if flight is None:
+                assert current is not None
+                return current
+            if leader:
+                self._run(flight, fetch, rejected, in_thread=False)
+            entry = flight.wait()
+            if not (rejected and _same(entry, fetch.stale)):
+                break
+        return entry
+
+    async def _fetch_async(self, fetch: Fetch, rejected: bool = False) -> CachedContext:
+        for _ in range(_REJOINS):
+            flight, leader, current = self._claim(
+                fetch.customer, fetch.stale, rejected, fetch.bound
+            )
+            if flight is None:
+                assert current is not None
+                return current
+            if leader:
+                spawn(self._run, flight, fetch, rejected, True, bounded=False)
+            entry = await flight.wait_async()
+            if not (rejected and _same(entry, fetch.stale)):
+                break
+        return entry
+
+    def _start_refresh_ahead(self, customer: Customer, entry: CachedContext) -> None:
+        with self._lock:
+            if entry.ahead_started:
+                return
+            entry.ahead_started = True
+        flight, leader, _ = self._claim(customer, entry)
+        if leader:
+            assert flight is not None
+            fetch = Fetch(customer, entry, True)
+            spawn(self._run, flight, fetch, False, True, True, bounded=False)
+
+    def _run(
+        self,
+        flight: Flight[CachedContext],
+        fetch: Fetch,
+        rejected: bool,
+        in_thread: bool,
+        ahead: bool = False,
+    ) -> None:
+        """Ask the providers once and complete ``flight`` with the outcome."""
+        customer, stale = fetch.customer, fetch.stale
+        key = customer.cache_key
+        renew = fetch.needs_refresh or rejected
+        with self._lock:
+            refused = self._refusals.get(key)
+        if refused is not None:
+            # The last context was refused and its refresh failed: this ask is a refresh too,
+            # from that context (its state may hold what the refresh needs).
+            renew = True
+            stale = stale or refused
+
+        late: list[float] = []
+
+        def produce(previous: AuthContext | None, refresh: bool = renew) -> CachedContext:
+            if rejected and stale is not None:
+                self._token_expired(customer, stale.context)
+            asked_at = time.monotonic()
+            # Off an event loop, at most WORKERS providers run at once (see WORKERS).
+            with WORKERS if in_thread else contextlib.nullcontext():
+                context, plugin = self._ask(customer, refresh, previous)
+            took = time.monotonic() - asked_at
+            if took > self._provider_timeout:
+                late.append(took)
+            return self._make_entry(context, plugin, asked_at)
+
+        def adopt(context: AuthContext, plugin: str, version: str | None) -> CachedContext:
+            entry = self._make_entry(context, plugin, time.monotonic())
+            entry.version = version
+            return entry
+
+        scope = None if self._shared is None else self._provider_id(customer)
+        try:
+            if self._shared is not None and scope is not None:
+                entry = self._shared.coordinate(
+                    customer,
+                    provider=scope,
+                    stale=stale,
+                    renew=renew,
+                    rejected=rejected,
+                    produce=produce,
+                    adopt=adopt,
+                    deadline=flight.deadline,
+                )
+            else:
+                entry = produce(None if stale is None else stale.context)
+        except BaseException as exc:
+            error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
+            # Out of the table before its waiters learn the outcome: a request arriving
+            # meanwhile starts a new flight rather than take this failure for its own.
+            self._drop_flight(key, flight)
+            flight.fail(error)
+            if ahead:
+                log.warning(
+                    "refreshing the context of customer %r ahead of its expiry failed (%s); "
+                    "the current context is used until it expires",
+                    customer.id,
+                    type(error).__name__,
+                )
+            if not isinstance(exc, Exception) and not in_thread:
+                raise
+            return
+        with self._lock:
+            # Kept even when it came too late for its waiters (a refresh token it spent is
+            # gone): unless the customer was switched away, or a newer one was stored meanwhile.
+            current = self._cache.get(key)
+            if not flight.orphaned and (current is None or _same(current, stale)):
+                self._cache.set(key, entry)
+                self._refusals.discard(key)
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+        if late:
+            flight.fail(
+                ProviderTimeoutError(
+                    f"the provider for customer {customer.id!r} took {late[0]:.1f}s, longer than "
+                    f"provider_timeout={self._provider_timeout:g}s; its answer is kept for the "
+                    "next requests",
+                    customer_id=customer.id,
+                )
+            )
+        else:
+            flight.resolve(entry)
+        log.debug("context for customer %r from %s", customer.id, entry.plugin)
+
+    def _ask(
+        self, customer: Customer, needs_refresh: bool, previous: AuthContext | None = None
+    ) -> tuple[AuthContext, str]:
+        """Call ``provide_context`` implementations in order until one answers.
+
+        Done here rather than through pluggy's firstresult call so that errors and the cache can
+        name the plugin that answered.
+        """
+        kwargs = {"customer": customer, "needs_refresh": needs_refresh, "previous": previous}
+        call = HookCall(self._pm, "provide_context", kwargs)
+        for impl in call.impls:
+            name = impl.plugin_name
+            source = (
+                f"the context_provider of customer {customer.id!r}"
+                if name == CUSTOMER_PROVIDER
+                else f"plugin {name!r}"
+            )
+            try:
+                result = call(impl)
+            except LoginRequiredError:
+                raise
+            except ProviderError as exc:
+                exc.plugin = exc.plugin or name
+                exc.customer_id = exc.customer_id or customer.id
+                raise
+            except Exception as exc:
+                raise ProviderError(
+                    f"{source} raised {type(exc).__name__} while asked for a context "
+                    f"(needs_refresh={needs_refresh}); see the chained exception. Nothing was "
+                    "cached: the next request asks again",
+                    plugin=name,
+                    customer_id=customer.id,
+                ) from exc
+            if result is None:
+                continue
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise ProviderError(
+                    f"{source} returned an awaitable; providers must be plain functions that "
+                    "return the context (they already run off the event loop)",
+                    plugin=name,
+                    customer_id=customer.id,
+                )
+            try:
+                if isinstance(result, AuthContext):
+                    context = result
+                else:  # validated by AuthContext, whatever the plugin returned
+                    context = AuthContext(result, source=source)  # type: ignore[arg-type]
+            except InvalidContextError as exc:
+                exc.plugin, exc.customer_id = name, customer.id
+                raise
+            return context, name
+        raise NoProviderError(
+            f"no provider answered for customer {customer.id!r}: give a context_provider to "
+            "load()/set_customer(), or configure a provider plugin (plugins=[...])",
+            customer_id=customer.id,
+        )
+
+    def _token_expired(self, customer: Customer, context: AuthContext) -> None:
+        self._notify("on_token_expired", pipeline=self, customer=customer, context=context)
+
+
+def _same(entry: CachedContext, other: CachedContext | None) -> bool:
+    """The same context: the same entry, or a shared cache's copy of the same version (a copy
+    read again from Redis is a new entry of the context the server may have just refused)."""
+    return entry is other or (
+        other is not None and entry.version is not None and entry.version == other.version
+    )
+
+
+def _wrap(exc: BaseException, customer: Customer) -> ProviderError:
+    error = ProviderError(
+        f"asking for the context of customer {customer.id!r} was interrupted "
+        f"({type(exc).__name__}); the next request asks again",
+        customer_id=customer.id,
+    )
+    error.__cause__ = exc
+    return error
