@@ -32,8 +32,12 @@ EXPECTED = {
     ],
     "oauth2": [
         "contexts from plugin 'oauth2' (asapp-auth-oauth2",
-        "20 concurrent requests on an expired token: 1 token exchange, all HTTP 200",
-        "set_customer('bob') -> the next request is bob's",
+        "401 -> device login (code shown at http://127.0.0.1:",
+        "entered) -> ID token checked -> set_customer('alice') -> HTTP 200 as alice, on the "
+        "login's own token",
+        "20 concurrent requests on an expired token: 1 refresh-token grant, all HTTP 200",
+        "clear(); bob logs in with a device code -> set_customer('bob') -> the next request is "
+        "bob's",
     ],
 }
 STEPS = {"app": 8, "static": 9, "jwt": 8, "oauth2": 8}
@@ -151,3 +155,42 @@ def test_jwt_platform_refuses_forged_and_expired_tokens(tmp_path: Path) -> None:
         assert backend.verify(forged) is None
         backend.skew = 301.0  # the platform's clock passes the token's exp
         assert backend.verify(token) is None
+
+
+def test_oauth2_demo_provider_refuses_wrong_clients_and_spent_refresh_tokens() -> None:
+    """The oauth2 demo's OpenID provider answers only its client, once per refresh token."""
+    import base64
+
+    import httpx
+
+    from asapp_auth._demo_oauth2 import DEVICE_GRANT, DemoAuthorizationServer
+
+    with demo._Platform() as platform:
+        idp = DemoAuthorizationServer(platform, client_id="app", secret="right", lifetime=300)
+        try:
+            token_url = f"{idp.url}/oauth/token"
+
+            def post(url: str, secret: str, **form: str) -> httpx.Response:
+                basic = base64.b64encode(f"app:{secret}".encode()).decode()
+                return httpx.post(url, data=form, headers={"Authorization": f"Basic {basic}"})
+
+            assert post(f"{idp.url}/oauth/device", "wrong").json() == {"error": "invalid_client"}
+            code = post(f"{idp.url}/oauth/device", "right").json()
+            pending = post(
+                token_url, "right", grant_type=DEVICE_GRANT, device_code=code["device_code"]
+            )
+            assert pending.json() == {"error": "authorization_pending"}
+            idp.enter(code["user_code"], "alice")
+            tokens = post(
+                token_url, "right", grant_type=DEVICE_GRANT, device_code=code["device_code"]
+            )
+            assert platform.customer_of(tokens.json()["access_token"]) == "alice"
+            refresh = tokens.json()["refresh_token"]
+            assert post(
+                token_url, "right", grant_type="refresh_token", refresh_token=refresh
+            ).is_success
+            spent = post(token_url, "right", grant_type="refresh_token", refresh_token=refresh)
+            assert spent.json() == {"error": "invalid_grant"}
+            assert idp.refresh_grants == 1
+        finally:
+            idp.close()

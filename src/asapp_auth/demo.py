@@ -10,33 +10,35 @@ the platform really checks. Secrets are never printed.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import urlencode
 
 from ._any_client import EXTRAS, Result, open_client
+from ._demo_backend import LIFETIME as _LIFETIME
+from ._demo_backend import Backend as _Backend
+from ._demo_backend import Platform as _Platform
+from ._demo_backend import b64decode as _b64decode
+from ._demo_backend import check as _check
+from ._demo_backend import write_secret as _write_secret
+from ._demo_oauth2 import OAuth2Backend as _OAuth2
 from .customer import Customer
 from .errors import NoProviderError, TokenRejectedError
 from .hookspecs import hookimpl
 from .pipeline import AuthPipeline
 from .plugins import PluginInfo, discover, unavailable
-from .testing import Exchange, FakePlatform, RecordingProvider
+from .testing import FakePlatform, RecordingProvider
 
 __all__ = ["PLUGIN_PROVIDERS", "PROVIDERS", "missing_plugin", "run"]
 
 PLUGIN_PROVIDERS = ("static", "jwt", "oauth2")
 PROVIDERS = ("app", *PLUGIN_PROVIDERS)
 """``app``: the app's own context provider; the others: the installed plugin of that name."""
-
-_LIFETIME = 300  # seconds: every token the demo's servers issue
 
 
 def missing_plugin(provider: str) -> str | None:
@@ -55,68 +57,6 @@ def missing_client(kind: str) -> str | None:
     except ImportError:
         return f"demo --client {kind} needs {module}: pip install 'asapp-auth[{EXTRAS[kind]}]'"
     return None
-
-
-def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def _write_secret(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, readable by its owner only, replacing it in one step."""
-    staging = path.with_name(f".{path.name}.new")
-    handle = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(staging, path)  # a rotation is atomic for readers: old file or new, never half
-
-
-class _Platform(FakePlatform):
-    """The fake platform, also accepting the tokens it did not issue that ``accept`` vouches
-    for (the JWTs the company signs): ``accept(token)`` returns their customer, or ``None``."""
-
-    accept: Callable[[str], str | None] | None = None
-
-    def customer_of(self, token: str | None) -> str | None:
-        customer = super().customer_of(token)
-        if customer is None and token is not None and self.accept is not None:
-            return self.accept(token)
-        return customer
-
-
-class _Backend:
-    """Who serves the customers' contexts, set up against the demo's platform.
-
-    ``login`` is the app's side of a login: it makes whatever the provider needs for the
-    customer, then sets it. ``expire`` makes the platform refuse the tokens it was given.
-    """
-
-    plugin: str | None = None
-    serves: tuple[str, ...] | None = None  # the customers it answers for; None: everyone
-
-    def __init__(self, platform: _Platform, workdir: Path) -> None:
-        self.platform = platform
-        self.workdir = workdir
-
-    def describe(self, info: PluginInfo | None) -> str:
-        assert info is not None
-        return f"plugin {info.name!r} ({info.distribution} {info.version})"
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def started(self, pipeline: AuthPipeline) -> None:
-        """Called once the pipeline is configured with the plugin."""
-
-    def login(self, pipeline: AuthPipeline, customer_id: str) -> None:
-        pipeline.set_customer(customer_id)
-
-    def expire(self) -> str:
-        """Make the platform refuse the tokens it has; say what happened, as a noun phrase."""
-        self.platform.expire()
-        return "an expired token"
-
-    def close(self, pipeline: AuthPipeline) -> None:
-        """Release what the backend holds."""
 
 
 class _App(_Backend):
@@ -255,77 +195,6 @@ class _Jwt(_Backend):
         return "a JWT past its exp (the clock moved on)"
 
 
-class _OAuth2(_Backend):
-    """``asapp-auth-oauth2``: RFC 8693 token exchange. The app's login makes a site session for
-    the customer; an authorization server on 127.0.0.1 exchanges it, for the client that
-    authenticates with its secret, for a platform access token."""
-
-    plugin = "oauth2"
-    client_id = "company-app"
-    exchange_grant = "urn:ietf:params:oauth:grant-type:token-exchange"
-
-    def __init__(self, platform: _Platform, workdir: Path) -> None:
-        super().__init__(platform, workdir)
-        self.secret_file = workdir / "oauth2-client-secret"
-        self._secret = secrets.token_urlsafe(24)
-        _write_secret(self.secret_file, self._secret.encode())
-        self.sessions: dict[str, str] = {}  # customer id -> the app's site session token
-        self.grants = 0
-        self._lock = threading.Lock()
-        self.server = FakePlatform().start()
-        self.server.route("/oauth/token", self._token_endpoint)
-
-    def describe(self, info: PluginInfo | None) -> str:
-        return (
-            f"{super().describe(info)}: token exchange at an authorization server on "
-            f"{self.server.url}"
-        )
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "token_endpoint": f"{self.server.url}/oauth/token",
-            "grant": "token_exchange",
-            "client_id": self.client_id,
-            "client_secret": f"file:{self.secret_file}",
-            "subject_token_for": self.sessions.get,
-        }
-
-    def login(self, pipeline: AuthPipeline, customer_id: str) -> None:
-        self.sessions[customer_id] = f"site-{secrets.token_urlsafe(16)}"
-        pipeline.set_customer(customer_id)
-
-    def _token_endpoint(self, exchange: Exchange) -> None:
-        form = {name: values[0] for name, values in parse_qs(exchange.body.decode()).items()}
-        scheme, _, credentials = (exchange.headers.get("Authorization") or "").partition(" ")
-        try:
-            client, _, secret = base64.b64decode(credentials).decode().partition(":")
-        except ValueError:  # binascii.Error and UnicodeDecodeError among them
-            client = secret = ""
-        known = scheme == "Basic" and unquote(client) == self.client_id
-        if not (known and secrets.compare_digest(unquote(secret), self._secret)):
-            exchange.answer(401, {"error": "invalid_client"})
-            return
-        if form.get("grant_type") != self.exchange_grant:
-            exchange.answer(400, {"error": "unsupported_grant_type"})
-            return
-        owners = [c for c, s in list(self.sessions.items()) if s == form.get("subject_token")]
-        if not owners:
-            exchange.answer(400, {"error": "invalid_grant"})
-            return
-        with self._lock:
-            self.grants += 1
-        token = self.platform.issue_token(owners[0], _LIFETIME)
-        exchange.answer(
-            200, {"access_token": token, "token_type": "Bearer", "expires_in": _LIFETIME}
-        )
-
-    def close(self, pipeline: AuthPipeline) -> None:
-        plugin = pipeline.plugin_manager.get_plugin("oauth2")
-        if plugin is not None:
-            plugin.close()
-        self.server.stop()
-
-
 _BACKENDS: dict[str, type[_Backend]] = {
     "app": _App,
     "static": _Static,
@@ -343,8 +212,10 @@ class _LoginScreen:
         self.logins: list[str] = []
 
     @hookimpl
-    def on_login_required(self, customer: Customer | None, reason: str) -> bool:
+    def on_login_required(self, customer: Customer | None, reason: str) -> bool | None:
         self.logins.append(reason)
+        if self.backend.logs_in:
+            return None  # the plugin's own login takes it
         # The customer logs in on another thread (a UI, a browser redirect); it sets the customer.
         threading.Timer(0.05, self.backend.login, (self.pipeline, "alice")).start()
         return True
@@ -386,11 +257,6 @@ class _Steps:
             line = f"ok    {detail}"
         took = (time.perf_counter() - started) * 1000
         print(f"{self.number:>2}. {title:<46} {line}  ({took:.0f} ms)", file=self.out, flush=True)
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 def run(out: TextIO, concurrency: int = 50, provider: str = "app", client: str = "httpx") -> int:
@@ -460,7 +326,7 @@ def _walk(
         answer = account()
         _check(screen.logins == ["anonymous"], f"login handler calls: {screen.logins}")
         _check(answer == {"customer": "alice"}, f"answered {answer}")
-        return "401 -> on_login_required -> set_customer('alice') -> HTTP 200 as alice"
+        return backend.login_story()
 
     def attached() -> str:
         context = pipeline.get_context()
@@ -492,8 +358,8 @@ def _walk(
         _check(statuses == {200} and answers == {"alice"}, f"statuses {statuses}")
         _check(calls.refreshes("alice") == 1, f"{calls.refreshes('alice')} refreshes")
         if isinstance(backend, _OAuth2):
-            _check(backend.grants == grants + 1, f"{backend.grants - grants} token exchanges")
-        new = {"jwt": "1 new JWT minted", "oauth2": "1 token exchange"}.get(
+            _check(backend.grants == grants + 1, f"{backend.grants - grants} refresh grants")
+        new = {"jwt": "1 new JWT minted", "oauth2": "1 refresh-token grant"}.get(
             backend.plugin or "", "1 refresh"
         )
         return f"{concurrency} concurrent requests on {what}: {new}, all HTTP 200"
@@ -539,7 +405,7 @@ def _walk(
             )
         answer = account()
         _check(answer == {"customer": "bob"}, f"answered {answer}")
-        return "set_customer('bob') -> the next request is bob's"
+        return backend.switch_story()
 
     def cleared() -> str:
         pipeline.clear()
