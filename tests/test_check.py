@@ -298,3 +298,63 @@ def test_a_bad_cache_url_says_what_is_wrong_and_exits_2(
     assert "hunter2" not in out
     assert main(["context", "--config", str(path), "--customer", "a"]) == 2
     assert "hunter2" not in capsys.readouterr().err
+
+
+def test_check_reports_every_problem_of_a_plugin_in_file_order(tmp_path: Path) -> None:
+    """timeout = "ten" with max_retries = -1 (and a mistyped scope) are all reported, in the
+    order of the file, each with what to do."""
+    pytest.importorskip("asapp_auth_oauth2")
+    path = tmp_path / "asapp-auth.toml"
+    path.write_text(
+        f"{ORIGINS}[plugins.oauth2]\n"
+        'token_endpoint = "https://as.example/token"\nclient_id = "app"\n'
+        'timeout = "ten"\nscopes = "read"\nmax_retries = -1\n'
+    )
+    problems = check_config(path)
+    assert [problem.split(" (")[0] for problem in problems] == [
+        "plugins.oauth2: setting 'timeout' must be a finite number, not str",
+        "plugins.oauth2: unknown setting 'scopes'",
+        "plugins.oauth2: setting 'max_retries' must be an int >= 0, got -1",
+    ]
+    assert "(did you mean 'scope'?)" in problems[1]
+
+
+def test_an_unknown_core_setting_gets_the_closest_name(tmp_path: Path) -> None:
+    """A mistyped key of the file itself is reported with the closest known setting, in the
+    same words as a plugin's unknown setting."""
+    path = tmp_path / "asapp-auth.toml"
+    path.write_text(f"{ORIGINS}provider_timout = 5\n[cache]\nsise = 10\n")
+    assert [problem.split(";")[0] for problem in check_config(path)] == [
+        "provider_timout: unknown setting (did you mean 'provider_timeout'?)",
+        "cache.sise: unknown setting (did you mean 'size'?)",
+    ]
+
+
+def test_relative_key_and_ca_paths_of_plugins_are_taken_from_the_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JWT plugin's key files and the OAuth2 plugin's CA bundle, written as relative paths,
+    name files beside the configuration file."""
+    pytest.importorskip("asapp_auth_jwt")
+    pytest.importorskip("asapp_auth_oauth2")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    project = tmp_path / "project"
+    (project / "keys").mkdir(parents=True)
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (project / "keys" / "signing.pem").write_bytes(pem)
+    path = project / "asapp-auth.toml"
+    path.write_text(
+        f'{ORIGINS}[plugins.jwt]\nkeys = ["keys/signing.pem"]\n'
+        '[plugins.oauth2]\ntoken_endpoint = "https://as.example/token"\nclient_id = "app"\n'
+        'verify = "ca/bundle.pem"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    (problem,) = check_config(path)
+    assert problem.startswith("plugins.oauth2: setting 'verify' names ")
+    assert repr(str(project / "ca" / "bundle.pem")) in problem

@@ -406,7 +406,7 @@ def test_check_settings_refuses_non_mappings_and_unknown_keys() -> None:
     from asapp_auth.plugins import check_settings
 
     assert check_settings({"a": 1}, {"a", "b"}, "demo") == {"a": 1}
-    with pytest.raises(ConfigurationError, match=r"demo: unknown settings \['c'\]"):
+    with pytest.raises(ConfigurationError, match=r"^plugin 'demo': unknown setting 'c'; the"):
         check_settings({"c": 1}, {"a", "b"}, "demo")
     with pytest.raises(ConfigurationError, match="must be a mapping"):
         check_settings(["a"], {"a"}, "demo")

@@ -15,7 +15,7 @@ ENV = "ASAPP_TEST_SECRETS_VALUE"
 
 
 def _resolve(value: object) -> str:
-    return resolve_secret(value, setting="api_key", plugin="asapp-auth-demo")
+    return resolve_secret(value, setting="api_key", plugin="demo")
 
 
 def _refused(value: object) -> str:
@@ -23,7 +23,7 @@ def _refused(value: object) -> str:
     with pytest.raises(ConfigurationError) as info:
         _resolve(value)
     message = str(info.value)
-    assert message.startswith("asapp-auth-demo: setting 'api_key'")
+    assert message.startswith("plugin 'demo': setting 'api_key'")
     assert "s3cr3t" not in message
     return message
 
@@ -85,11 +85,15 @@ def test_secret_value_is_revealed_as_given() -> None:
     assert _resolve(Secret(f"env:{VALUE}")) == f"env:{VALUE}"
 
 
-@pytest.mark.parametrize("value", [None, 12345, b"s3cr3t-bytes", ["s3cr3t"]])
-def test_a_value_that_is_not_a_str_is_refused_by_type(value: object) -> None:
-    """A value of another type is refused, described by its type and never quoted."""
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [(None, "None"), (12345, "an int"), (b"s3cr3t-bytes", "bytes"), (["s3cr3t"], "a list")],
+)
+def test_a_value_that_is_not_a_str_is_refused_by_type(value: object, described: str) -> None:
+    """A value of another type is refused, described by its type with the right article (never
+    "a int" or "NoneType") and never quoted."""
     message = _refused(value)
-    assert message.endswith(f"), not {type(value).__name__}")
+    assert message.endswith(f"), not {described}")
     assert "12345" not in message
 
 
@@ -175,9 +179,13 @@ def test_read_secret_file_refuses_missing_and_empty_files(tmp_path: Path) -> Non
     """read_secret_file refuses a missing or blank file, naming plugin, setting and path."""
     missing, blank = tmp_path / "missing", tmp_path / "blank"
     blank.write_text("\n")
-    with pytest.raises(ConfigurationError, match=r"^p: setting 'key': file .*missing' cannot be"):
+    with pytest.raises(
+        ConfigurationError, match=r"^plugin 'p': setting 'key': file .*missing' cannot be"
+    ):
         read_secret_file(missing, setting="key", plugin="p")
-    with pytest.raises(ConfigurationError, match=r"^p: setting 'key': file .*blank' is empty"):
+    with pytest.raises(
+        ConfigurationError, match=r"^plugin 'p': setting 'key': file .*blank' is empty"
+    ):
         read_secret_file(blank, setting="key", plugin="p")
 
 

@@ -6,6 +6,8 @@ token, secret, key or assertion: values are described by type, never quoted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "AsappAuthError",
     "ConfigurationError",
@@ -27,18 +29,29 @@ class AsappAuthError(Exception):
 
 
 class ConfigurationError(AsappAuthError, ValueError):
-    """A setting given to asapp-auth is missing, of the wrong type or unsafe."""
+    """A setting given to asapp-auth is missing, of the wrong type or unsafe.
+
+    ``problems`` holds each problem, one line each, when the error reports several at once (all
+    the problems of a plugin's settings); otherwise the message alone.
+    """
+
+    def __init__(self, message: str, *, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class PluginError(AsappAuthError):
     """A plugin could not be loaded, validated or configured.
 
-    ``plugin`` names it (the entry-point name, or the name it was registered under).
+    ``plugin`` names it (the entry-point name, or the name it was registered under);
+    ``problems`` holds each problem when the error reports several, as for
+    ``ConfigurationError``.
     """
 
-    def __init__(self, message: str, *, plugin: str) -> None:
+    def __init__(self, message: str, *, plugin: str, problems: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.plugin = plugin
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class PluginWarning(UserWarning):

@@ -27,11 +27,13 @@ import pluggy
 from . import hookspecs
 from ._hints import BUNDLED, closest, did_you_mean, install_hint
 from ._hookcalls import trace_hooks
+from ._problems import SettingsProblems
 from .errors import AsappAuthError, ConfigurationError, PluginError, PluginWarning
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
+    "SettingsProblems",
     "check_settings",
     "configure_plugin",
     "discover",
@@ -179,20 +181,16 @@ def load_plugin(
 
 
 def check_settings(settings: object, known: Collection[str], plugin: str) -> Mapping[str, Any]:
-    """The settings mapping of ``plugin``, refused when it is no mapping or names unknown keys.
+    """The settings mapping of ``plugin`` (its entry-point name), refused when it is no mapping
+    or names settings that are not ``known``: every unknown one at once, each with the closest
+    known name.
 
-    For plugins' ``from_settings``: the same check for settings from code and from a file.
+    For plugins' ``from_settings``: the same check for settings from code and from a file. To
+    report the other problems of the settings with the unknown ones, use ``SettingsProblems``.
     """
-    if not isinstance(settings, Mapping):
-        raise ConfigurationError(
-            f"{plugin}: settings must be a mapping, not {type(settings).__name__}"
-        )
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise ConfigurationError(
-            f"{plugin}: unknown settings {unknown}; the settings are {sorted(known)}"
-        )
-    return settings
+    problems = SettingsProblems(plugin, settings, known=known)  # type: ignore[arg-type]
+    problems.raise_any()
+    return settings  # type: ignore[return-value]
 
 
 def hook_names(manager: pluggy.PluginManager) -> list[str]:
@@ -258,7 +256,7 @@ def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str | N
     label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     problems = _hook_problems(manager, plugin, label)
     if problems:
-        raise PluginError(_joined(f"plugin {label!r}", problems), plugin=label)
+        raise PluginError(_joined(f"plugin {label!r}", problems), plugin=label, problems=problems)
     _warn_unmarked(manager, plugin, label)
     try:
         registered = manager.register(plugin, name=name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._hints import kind
 from .errors import ConfigurationError
 from .paths import setting_path
 
@@ -59,7 +60,7 @@ class Secret:
 
 
 def _setting(setting: str, plugin: str | None) -> str:
-    return f"{plugin}: setting {setting!r}" if plugin else f"setting {setting!r}"
+    return f"plugin {plugin!r}: setting {setting!r}" if plugin else f"setting {setting!r}"
 
 
 def read_secret_file(
@@ -91,14 +92,15 @@ def read_secret_file(
 def resolve_secret(value: object, *, setting: str, plugin: str | None = None) -> str:
     """The secret that ``value``, the value of setting ``setting``, gives or refers to.
 
-    ``plugin`` names the plugin whose setting it is, and starts every error message. See the
-    module's docstring for the forms ``value`` takes and the errors raised.
+    ``plugin`` names the plugin whose setting it is (its entry-point name): every error message
+    then starts ``plugin 'name':``. See the module's docstring for the forms ``value`` takes and
+    the errors raised.
     """
     where = _setting(setting, plugin)
     if isinstance(value, Secret):
         resolved = value.reveal()
     elif not isinstance(value, str) or not value:
-        given = type(value).__name__ if not isinstance(value, str) else "an empty str"
+        given = kind(value) if not isinstance(value, str) else "an empty str"
         raise ConfigurationError(f"{where} must be a non-empty str ({_FORMS}), not {given}")
     elif value.startswith("env:"):
         name = value[4:]

@@ -161,7 +161,7 @@ def test_a_failing_service_is_a_provider_error_naming_the_plugin(
     with httpx.Client(auth=pipeline) as client, pytest.raises(ProviderError) as caught:
         client.get(f"{platform.url}/v1/account")
     assert caught.value.plugin == "example"
-    assert "asapp-auth-example: the session service" in str(caught.value)
+    assert "plugin 'example': the session service" in str(caught.value)
     assert "HTTP 503" in str(caught.value)
     assert API_KEY not in str(caught.value)
     assert platform.received == []  # nothing was sent without a context
@@ -170,7 +170,7 @@ def test_a_failing_service_is_a_provider_error_naming_the_plugin(
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        ({"api_key": API_KEY}, "['session_url'] are required"),
+        ({"api_key": API_KEY}, "setting 'session_url' is missing"),
         ({"session_url": "https://s.example", "api_key": API_KEY, "lifetim": 60}, "lifetim"),
         ({"session_url": "ftp://s.example", "api_key": API_KEY}, "'session_url'"),
         ({"session_url": "https://s.example", "api_key": "env:NO_SUCH_KEY_VAR"}, "NO_SUCH_KEY"),
@@ -187,9 +187,32 @@ def test_bad_settings_are_refused_naming_the_plugin(
     with pytest.raises(ConfigurationError) as caught:
         AuthPipeline(origins=["https://api.chat.example"], plugins={"example": settings})
     message = str(caught.value)
-    assert message.startswith("asapp-auth-example: ")
+    assert message.startswith("plugin 'example': ")
     assert named in message
     assert API_KEY not in message
+
+
+def test_every_problem_is_reported_at_once_in_the_order_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file with several bad settings gets one error listing each, in the file's order."""
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    settings = {
+        "timeout": "ten",
+        "lifetim": 60,
+        "session_url": "ftp://s.example",
+        "api_key": "env:NO_SUCH_KEY_VAR",
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        asapp_auth_example.from_settings(settings)
+    problems = caught.value.problems
+    assert [problem.split(" ")[0:3] for problem in problems] == [
+        ["setting", "'timeout'", "must"],
+        ["unknown", "setting", "'lifetim'"],
+        ["setting", "'session_url'", "must"],
+        ["setting", "'api_key'", "names"],
+    ]
+    assert str(caught.value).startswith("plugin 'example': 4 problems:")
 
 
 def test_repr_never_shows_the_api_key(service: SessionService) -> None:

@@ -98,8 +98,8 @@ def _settings(**extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({}, "'keys' is required"),
-        (_settings(lifetimes=5), "unknown settings \\['lifetimes'\\]"),
+        ({}, "setting 'keys' is missing; it is required"),
+        (_settings(lifetimes=5), "unknown setting 'lifetimes' \\(did you mean 'lifetime'\\?\\)"),
         (_settings(lifetime=0), "'lifetime' must be a number of seconds"),
         (_settings(lifetime=True), "'lifetime' must be a number of seconds"),
         (_settings(audience=[]), "'audience' must be a non-empty"),
@@ -128,7 +128,7 @@ def test_bad_settings_are_refused(settings: dict[str, Any], message: str) -> Non
     """Each bad setting raises ConfigurationError naming the plugin and the setting."""
     with pytest.raises(ConfigurationError, match=message) as info:
         from_settings(settings)
-    assert str(info.value).startswith("asapp-auth-jwt: ")
+    assert str(info.value).startswith("plugin 'jwt': ")
 
 
 def test_several_keys_need_an_active_kid_and_distinct_kids() -> None:
@@ -154,3 +154,24 @@ def test_error_messages_never_hold_the_secret(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigurationError) as info:
         from_settings(_settings(subject_hash_key="env:ASAPP_TEST_HASH_KEY"))
     assert "tiny-secret-value" not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once_in_the_order_given(tmp_path: Path) -> None:
+    """Bad settings are all reported by one error, each key of the list too, in the order the
+    settings were given."""
+    settings = {
+        "lifetime": 0,
+        "keys": [str(tmp_path / "a.pem"), str(tmp_path / "b.pem")],
+        "audience": "",
+        "kid": "k1",
+    }
+    with pytest.raises(ConfigurationError) as info:
+        from_settings(settings)
+    problems = info.value.problems
+    assert [problem.split(" ")[1] for problem in problems] == [
+        "'lifetime'",
+        "'keys[0]':",
+        "'keys[1]':",
+        "'audience'",
+    ]
+    assert str(info.value).startswith("plugin 'jwt': 4 problems:")

@@ -134,3 +134,27 @@ def test_all_is_complete() -> None:
     assert public - {"annotations"} <= set(names)
     for name in names:
         assert hasattr(asapp_auth_oauth2, name)
+
+
+def test_every_problem_is_reported_at_once_in_the_order_given() -> None:
+    """Several bad settings are all reported by one error, in the order they were given, each
+    with its own key; an unknown one gets the closest known name."""
+    settings = {**BASE, "timeout": "ten", "scopes": "read", "max_retries": -1, "client_id": ""}
+    with pytest.raises(ConfigurationError) as caught:
+        from_settings(settings)
+    problems = caught.value.problems
+    assert [problem.split(" ")[:3] for problem in problems] == [
+        ["setting", "'client_id'", "must"],
+        ["setting", "'timeout'", "must"],
+        ["unknown", "setting", "'scopes'"],
+        ["setting", "'max_retries'", "must"],
+    ]
+    assert "(did you mean 'scope'?)" in problems[2]
+    assert str(caught.value).startswith("plugin 'oauth2': 4 problems:\n  - setting 'client_id'")
+
+
+def test_a_missing_client_id_says_it_is_missing() -> None:
+    """A setting that is required and absent is said to be missing, not of type NoneType."""
+    with pytest.raises(ConfigurationError) as caught:
+        from_settings({"token_endpoint": BASE["token_endpoint"]})
+    assert str(caught.value) == "plugin 'oauth2': setting 'client_id' is missing; it is required"

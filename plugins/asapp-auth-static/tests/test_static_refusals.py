@@ -29,7 +29,7 @@ def _jwt(payload: Any) -> str:
     [
         ({}, "exactly one of .* \\(given: none\\)"),
         ({"token": TOKEN, "token_env": "X"}, "exactly one of"),
-        ({"token": TOKEN, "tokens": 1}, "unknown settings \\['tokens'\\]"),
+        ({"token": TOKEN, "tokens": 1}, "unknown setting 'tokens' \\(did you mean 'token'\\?\\)"),
         ({"token": ""}, "'token' must be a non-empty str"),
         ({"token": "   "}, "is empty"),
         ({"token": 5}, "'token' must be a non-empty str"),
@@ -61,7 +61,7 @@ def test_bad_settings_are_refused(settings: dict[str, Any], message: str) -> Non
     """Each bad setting raises ConfigurationError naming the plugin and what to fix."""
     with pytest.raises(ConfigurationError, match=message) as info:
         from_settings(settings)
-    assert str(info.value).startswith("asapp-auth-static: ")
+    assert str(info.value).startswith("plugin 'static': ")
     assert TOKEN not in str(info.value)
 
 
@@ -88,3 +88,22 @@ def test_invalid_token_in_a_header_is_refused(new_token: Callable[[], str]) -> N
     with pytest.raises(ConfigurationError, match="not allowed in a header") as info:
         from_settings({"token": token})
     assert token not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once_in_the_order_given() -> None:
+    """Several bad settings are all reported by one error, in the order they were given, with
+    the problem of no token at all after them."""
+    settings = {"customers": "alice", "tokn": TOKEN, "lifetime": 0, "template": {}}
+    with pytest.raises(ConfigurationError) as info:
+        from_settings(settings)
+    problems = info.value.problems
+    assert [problem.split(" (")[0].split(" must")[0] for problem in problems] == [
+        "setting 'customers'",
+        "unknown setting 'tokn'",
+        "setting 'lifetime'",
+        "setting 'template'",
+        "give exactly one of the settings 'token', 'token_env' and 'token_file'",
+    ]
+    assert "did you mean 'token'?" in problems[1]
+    assert str(info.value).startswith("plugin 'static': 5 problems:\n  - setting 'customers'")
+    assert TOKEN not in str(info.value)

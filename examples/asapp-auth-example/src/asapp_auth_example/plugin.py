@@ -16,22 +16,43 @@ import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ConfigurationError, LoginRequiredError, ProviderError
-from asapp_auth.plugins import check_settings
+from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import Secret, resolve_secret
 
-PLUGIN = "asapp-auth-example"
-"""The name that starts every error message of this plugin."""
 ENTRY_POINT = "example"
+PLUGIN = f"plugin {ENTRY_POINT!r}"
+"""What starts every error message of this plugin, as of every plugin: ``plugin 'example'``."""
 SETTINGS = frozenset({"session_url", "api_key", "lifetime", "customers", "timeout"})
 """Every setting ``from_settings`` accepts."""
 
 
+def _fail(setting: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"{PLUGIN}: setting {setting!r} {problem}")
+
+
 def _seconds(setting: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"{PLUGIN}: setting {setting!r} must be a number of seconds")
+        raise _fail(setting, "must be a number of seconds")
     if value <= 0:
-        raise ConfigurationError(f"{PLUGIN}: setting {setting!r} must be above 0")
+        raise _fail(setting, "must be above 0")
     return float(value)
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise _fail("session_url", "must be an http(s) URL")
+    return value
+
+
+def _customers(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise _fail("customers", "must be a list of ids")
+    ids = frozenset(value)
+    if not all(isinstance(c, str) and c for c in ids):
+        raise _fail("customers", "must be a list of ids")
+    return ids
 
 
 class SessionServiceProvider:
@@ -52,19 +73,20 @@ class SessionServiceProvider:
         customers: Iterable[str] | None = None,
         timeout: float = 10.0,
     ) -> None:
-        if not isinstance(session_url, str) or not session_url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"{PLUGIN}: setting 'session_url' must be an http(s) URL")
-        self.session_url = session_url
+        # Every setting is checked, and all their problems are raised together.
+        problems = SettingsProblems(ENTRY_POINT)
+        self.session_url = problems.check("session_url", _url, session_url) or ""
         # Resolved now: a missing variable or file fails at configuration time, naming it.
-        self._api_key = Secret(resolve_secret(api_key, setting="api_key", plugin=PLUGIN))
-        self.lifetime = _seconds("lifetime", lifetime)
-        if customers is not None and (
-            isinstance(customers, str) or not all(isinstance(c, str) and c for c in customers)
-        ):
-            raise ConfigurationError(f"{PLUGIN}: setting 'customers' must be a list of ids")
-        self.customers = None if customers is None else frozenset(customers)
+        key = problems.check(
+            "api_key", resolve_secret, api_key, setting="api_key", plugin=ENTRY_POINT
+        )
+        self.lifetime = problems.check("lifetime", _seconds, "lifetime", lifetime) or 0.0
+        self.customers = problems.check("customers", _customers, customers)
+        seconds = problems.check("timeout", _seconds, "timeout", timeout)
+        problems.raise_any()
+        self._api_key = Secret(key or "")
         # The plugin's own client, without the pipeline as its auth: never send a context here.
-        self._client = httpx.Client(timeout=_seconds("timeout", timeout))
+        self._client = httpx.Client(timeout=seconds)
 
     @hookimpl
     def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext | None:
@@ -116,9 +138,18 @@ class SessionServiceProvider:
 
 
 def from_settings(settings: Mapping[str, Any]) -> SessionServiceProvider:
-    """The plugin object for a pipeline's ``example`` settings; the entry point's factory."""
-    settings = check_settings(settings, SETTINGS, PLUGIN)
-    missing = sorted({"session_url", "api_key"} - set(settings))
-    if missing:
-        raise ConfigurationError(f"{PLUGIN}: the settings {missing} are required")
-    return SessionServiceProvider(**settings)
+    """The plugin object for a pipeline's ``example`` settings; the entry point's factory.
+
+    Every problem is reported at once, in the order the settings were given.
+    """
+    problems = SettingsProblems(ENTRY_POINT, settings, known=SETTINGS)
+    missing = [name for name in ("session_url", "api_key") if name not in settings]
+    for name in missing:
+        problems.add(name, f"setting {name!r} is missing; it is required")
+    provider = None
+    if not missing:
+        given = {name: value for name, value in settings.items() if name in SETTINGS}
+        provider = problems.check(None, SessionServiceProvider, **given)
+    problems.raise_any()
+    assert provider is not None
+    return provider

@@ -22,6 +22,7 @@ from asapp_auth.errors import ConfigurationError
 from asapp_auth.secrets import read_secret_file
 
 __all__ = [
+    "ENTRY_POINT",
     "PLUGIN",
     "PrivateKey",
     "SigningKey",
@@ -33,8 +34,9 @@ __all__ = [
     "thumbprint",
 ]
 
-PLUGIN = "asapp-auth-jwt"
-"""The name that starts every error message of this plugin."""
+ENTRY_POINT = "jwt"
+PLUGIN = f"plugin {ENTRY_POINT!r}"
+"""What starts every error message of this plugin, as of every plugin: ``plugin 'jwt'``."""
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
@@ -238,7 +240,7 @@ def load_key(
     elif isinstance(source, str) and source.lstrip().startswith(("-----BEGIN", "{")):
         data, where = source.encode("utf-8"), "given inline"
     elif isinstance(source, str | os.PathLike):
-        data = read_secret_file(source, setting="key", plugin=PLUGIN)
+        data = read_secret_file(source, setting="key", plugin=ENTRY_POINT)
         where = f"in file {os.fspath(source)!r}"
     else:
         raise ConfigurationError(

@@ -23,6 +23,7 @@ from asapp_auth.secrets import read_secret_file
 
 from ._keys import (
     CURVE_NAMES,
+    ENTRY_POINT,
     PLUGIN,
     PRIVATE_KEY_TYPES,
     PrivateKey,
@@ -222,7 +223,7 @@ class Signer:
         if isinstance(path_or_bytes, bytes):
             data, where = path_or_bytes, "given inline"
         else:
-            data = read_secret_file(path_or_bytes, setting="key", plugin=PLUGIN)
+            data = read_secret_file(path_or_bytes, setting="key", plugin=ENTRY_POINT)
             where = f"in file {os.fspath(path_or_bytes)!r}"
         key = parse_key_data(data, where, passphrase)
         if isinstance(key, dict):
@@ -391,7 +392,7 @@ def load_signers(
         if isinstance(source, bytes):
             data, label = source, where or "given inline"
         elif isinstance(source, str | os.PathLike):
-            data = read_secret_file(source, setting="keys", plugin=PLUGIN)
+            data = read_secret_file(source, setting="keys", plugin=ENTRY_POINT)
             label = where or f"in file {os.fspath(source)!r}"
         else:
             raise ConfigurationError(

@@ -14,6 +14,13 @@ from .errors import TokenResponseError
 
 __all__ = ["TokenResponse", "parse_token_response", "token_dict"]
 
+
+def _kind(value: object) -> str:
+    """A JSON value's type with its article: ``an int``, ``a str``, ``a list``."""
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 # RFC 6750 b64token, widened to any visible ASCII: what can travel in an Authorization header.
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
@@ -60,26 +67,28 @@ def parse_token_response(
 
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
-        what = "is missing" if token is None else f"is a {type(token).__name__}"
+        what = "is missing" if token is None else f"is {_kind(token)}"
         if isinstance(token, str):
             what = "is empty"
         raise fail(f"access_token {what}; it must be a non-empty string")
     if not _HEADER_SAFE.match(token):
         raise fail("access_token holds spaces or characters that cannot be sent in a header")
     token_type = data.get("token_type")
+    if token_type is None:
+        raise fail("token_type is missing; it must be Bearer (RFC 6749 section 5.1)")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        shown = repr(token_type[:20]) if isinstance(token_type, str) else type(token_type).__name__
+        shown = repr(token_type[:20]) if isinstance(token_type, str) else _kind(token_type)
         raise fail(f"token_type is {shown}, not Bearer (this plugin sends Bearer tokens only)")
     expires_in = _lifetime(data.get("expires_in"), settings, fail)
     refresh = data.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
-        raise fail(f"refresh_token is a {type(refresh).__name__}, not a non-empty string")
+        raise fail(f"refresh_token is {_kind(refresh)}, not a non-empty string")
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
-        raise fail(f"scope is a {type(scope).__name__}, not a string")
+        raise fail(f"scope is {_kind(scope)}, not a string")
     issued = data.get("issued_token_type")
     if issued is not None and not isinstance(issued, str):
-        raise fail(f"issued_token_type is a {type(issued).__name__}, not a string")
+        raise fail(f"issued_token_type is {_kind(issued)}, not a string")
     return TokenResponse(token, expires_in, refresh, scope, issued)
 
 
@@ -90,7 +99,7 @@ def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(f"expires_in is a {type(value).__name__}, not a number of seconds")
+        raise fail(f"expires_in is {_kind(value)}, not a number of seconds")
     if not math.isfinite(value) or value <= 0:
         raise fail(f"expires_in is {value!r}; it must be a positive number of seconds")
     if value > settings.max_expires_in:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from asapp_auth.errors import ConfigurationError
+from asapp_auth.paths import setting_path
+from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
 
 from ._login_settings import LOGIN_SETTINGS, LoginSettings, parse_login
@@ -117,6 +119,8 @@ def _fail(name: str, problem: str) -> ConfigurationError:
 def _str(name: str, value: object, *, required: bool = False) -> str | None:
     if value is None and not required:
         return None
+    if value is None:
+        raise _fail(name, "is missing; it is required")
     if not isinstance(value, str) or not value.strip():
         raise _fail(name, f"must be a non-empty str, not {type(value).__name__}")
     return value.strip()
@@ -210,7 +214,7 @@ def _verify(value: object) -> bool | str:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value:
-        return value
+        return setting_path(value)  # beside the configuration file that names it, if any
     raise _fail("verify", "must be true, false or the path of a CA bundle")
 
 
@@ -218,13 +222,13 @@ def _cert(value: object) -> str | tuple[str, str] | None:
     if value is None:
         return None
     if isinstance(value, str) and value:
-        return value
+        return setting_path(value)
     if (
         isinstance(value, list | tuple)
         and len(value) == 2
         and all(isinstance(v, str) and v for v in value)
     ):
-        return (value[0], value[1])
+        return (setting_path(value[0]), setting_path(value[1]))
     raise _fail("cert", "must be a PEM path, or a [certificate path, key path] pair")
 
 
@@ -270,7 +274,7 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
         built = jwt_plugin.Signer(private_key, algorithm=algorithm, kid=kid)
     except ConfigurationError as exc:
         # The JWT plugin's reason (algorithm and key kind), under this plugin's setting names.
-        reason = str(exc).removeprefix("asapp-auth-jwt: ")
+        reason = str(exc).removeprefix("plugin 'jwt': ")
         name = "signing_algorithm" if algorithm is not None else "signing_key"
         raise _fail(name, f"does not fit the signing key: {reason}") from None
     if not isinstance(built, Signer):
@@ -398,151 +402,226 @@ _KNOWN = (
 )
 
 
-def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
-    """Validate ``raw`` settings; raise ``ConfigurationError`` naming the first bad setting."""
-    unknown = sorted(set(raw) - _KNOWN)
-    if unknown:
-        raise ConfigurationError(
-            f"plugin {PLUGIN!r}: unknown setting(s) {unknown}; known settings are {sorted(_KNOWN)}"
-        )
-    allow_http = _bool("allow_http", raw.get("allow_http", False))
-    # The plugin's own login yields a refresh token per customer: that is its grant.
-    grant = raw.get("grant", "client_credentials" if raw.get("login") is None else "refresh_token")
+def _grant(value: object) -> str:
     by_urn = {urn: name for name, urn in GRANT_URNS.items()}
-    grant = by_urn.get(grant, grant) if isinstance(grant, str) else grant
+    grant = by_urn.get(value, value) if isinstance(value, str) else value
     if grant not in GRANT_URNS:
         raise _fail("grant", f"must be one of {list(GRANTS)}, got {grant!r}")
-    client_id = _str("client_id", raw.get("client_id"), required=True)
-    assert client_id is not None
+    return str(grant)
+
+
+def _issuer(value: object, allow_http: bool) -> str:
+    issuer = check_url("issuer", value, allow_http=allow_http)
+    if urlsplit(issuer).query:
+        raise _fail("issuer", "must not hold a query (RFC 8414 section 2)")
+    return issuer
+
+
+def _client_auth(value: object) -> str:
+    if value not in CLIENT_AUTH_METHODS:
+        raise _fail("client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {value!r}")
+    return str(value)
+
+
+def _resources(value: object) -> tuple[str, ...]:
+    resources = _strings("resource", value)
+    for uri in resources:
+        parts = urlsplit(uri)
+        if not parts.scheme or parts.fragment:
+            raise _fail("resource", f"must hold absolute URIs without fragment, got {uri!r}")
+    return resources
+
+
+def _numbers(raw: Mapping[str, Any], problems: SettingsProblems) -> dict[str, Any]:
+    """The numeric and flag settings, each checked on its own, with their defaults."""
+    check = problems.check
+    values: dict[str, Any] = {}
+    for name, default, minimum, allow_zero in _NUMBERS:
+        values[name] = check(
+            name, _number, name, raw.get(name, default), minimum=minimum, allow_zero=allow_zero
+        )
+    for name, default, least in _INTS:
+        values[name] = check(name, _int, name, raw.get(name, default), minimum=least)
+    values["revoke_on_clear"] = check(
+        "revoke_on_clear", _bool, "revoke_on_clear", raw.get("revoke_on_clear", False)
+    )
+    return values
+
+
+# (name, default, minimum, zero allowed) of the number settings, and (name, default, minimum)
+# of the whole-number ones.
+_NUMBERS = (
+    ("assertion_lifetime", 60.0, 0, False),
+    ("backoff_base", 0.2, 0, True),
+    ("backoff_max", 5.0, 0, True),
+    ("max_retry_after", 30.0, 0, True),
+    ("timeout", 10.0, 0, False),
+    ("connect_timeout", 5.0, 0, False),
+    ("default_expires_in", 600.0, 0, False),
+    ("max_expires_in", 366 * 24 * 3600.0, 0, False),
+    ("expiry_margin", 30.0, 0, True),
+)
+_INTS = (
+    ("max_retries", 3, 0),
+    ("max_response_bytes", 1024 * 1024, 1024),
+    ("max_cached_tokens", 10_000, 1),
+)
+
+
+def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
+    """Validate ``raw`` settings; raise one ``ConfigurationError`` holding every problem, in the
+    order the settings were given (each setting on its own first, then how they combine)."""
+    problems = SettingsProblems(PLUGIN, raw, known=_KNOWN)
+    check = problems.check
+    allow_http = check("allow_http", _bool, "allow_http", raw.get("allow_http", False)) or False
+    # The plugin's own login yields a refresh token per customer: that is its grant.
+    default_grant = "client_credentials" if raw.get("login") is None else "refresh_token"
+    grant = check("grant", _grant, raw.get("grant", default_grant))
+    client_id = check("client_id", _str, "client_id", raw.get("client_id"), required=True)
     token_endpoint = raw.get("token_endpoint")
     issuer = raw.get("issuer")
     if token_endpoint is None and issuer is None:
-        raise ConfigurationError(
-            f"plugin {PLUGIN!r}: give 'token_endpoint', or 'issuer' to discover it (RFC 8414)"
-        )
+        problems.add(None, "give 'token_endpoint', or 'issuer' to discover it (RFC 8414)")
     if token_endpoint is not None:
-        token_endpoint = check_url("token_endpoint", token_endpoint, allow_http=allow_http)
+        token_endpoint = check(
+            "token_endpoint", check_url, "token_endpoint", token_endpoint, allow_http=allow_http
+        )
     if issuer is not None:
-        issuer = check_url("issuer", issuer, allow_http=allow_http)
-        if urlsplit(issuer).query:
-            raise _fail("issuer", "must not hold a query (RFC 8414 section 2)")
+        issuer = check("issuer", _issuer, issuer, allow_http)
     revocation_endpoint = raw.get("revocation_endpoint")
     if revocation_endpoint is not None:
-        revocation_endpoint = check_url(
-            "revocation_endpoint", revocation_endpoint, allow_http=allow_http
+        revocation_endpoint = check(
+            "revocation_endpoint",
+            check_url,
+            "revocation_endpoint",
+            revocation_endpoint,
+            allow_http=allow_http,
         )
     secret = raw.get("client_secret")
     client_secret = None
     if secret is not None:
-        client_secret = Secret(resolve_secret(secret, setting="client_secret", plugin=PLUGIN))
-    signer = _signer(raw)
+        resolved = check(
+            "client_secret", resolve_secret, secret, setting="client_secret", plugin=PLUGIN
+        )
+        client_secret = None if resolved is None else Secret(resolved)
+    signer = check("signing_key" if "signing_key" in raw else "signer", _signer, raw)
     default_auth = "client_secret_basic" if client_secret else "none"
     if signer is not None and not client_secret and grant != "jwt_bearer":
         default_auth = "private_key_jwt"
-    client_auth = raw.get("client_auth", default_auth)
-    if client_auth not in CLIENT_AUTH_METHODS:
-        raise _fail(
-            "client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {client_auth!r}"
-        )
-    if client_auth in SECRET_METHODS and client_secret is None:
-        raise _fail("client_secret", f"is required with client_auth={client_auth!r}")
-    if client_auth not in SECRET_METHODS and client_secret:
-        raise _fail(
-            "client_secret", f"was given but client_auth is {client_auth!r}, which does not use it"
-        )
-    mac_alg = _mac_algorithm(raw, client_auth, client_secret)
+    client_auth = check("client_auth", _client_auth, raw.get("client_auth", default_auth))
+    mac_alg = "HS256"
+    if client_auth is not None and not problems.failed("client_secret"):
+        if client_auth in SECRET_METHODS and client_secret is None:
+            problems.add(
+                "client_secret",
+                f"setting 'client_secret' is required with client_auth={client_auth!r}",
+            )
+        elif client_auth not in SECRET_METHODS and client_secret:
+            problems.add(
+                "client_secret",
+                f"setting 'client_secret' was given but client_auth is {client_auth!r}, which "
+                "does not use it",
+            )
+        else:
+            mac_alg = (
+                check(
+                    "token_endpoint_auth_signing_alg",
+                    _mac_algorithm,
+                    raw,
+                    client_auth,
+                    client_secret,
+                )
+                or "HS256"
+            )
     if client_auth == "private_key_jwt" and signer is not None and _is_hmac(signer):
-        raise _fail(
+        problems.add(
             "signer",
-            f"MACs with a shared secret ({getattr(signer, 'algorithm', 'HMAC')}), which is "
-            "client_secret_jwt, not private_key_jwt (RFC 7523 section 2.2: private_key_jwt signs "
-            "with a private key); set client_auth='client_secret_jwt' with that secret as "
-            "client_secret",
+            f"setting 'signer' MACs with a shared secret ({getattr(signer, 'algorithm', 'HMAC')}), "
+            "which is client_secret_jwt, not private_key_jwt (RFC 7523 section 2.2: "
+            "private_key_jwt signs with a private key); set client_auth='client_secret_jwt' with "
+            "that secret as client_secret",
         )
-    if signer is None and (client_auth == "private_key_jwt" or grant == "jwt_bearer"):
+    needs_signer = client_auth == "private_key_jwt" or grant == "jwt_bearer"
+    if signer is None and needs_signer and not problems.failed("signer", "signing_key"):
         needs = (
             "client_auth='private_key_jwt'" if client_auth == "private_key_jwt" else "jwt_bearer"
         )
-        raise _fail("signer", f"(or 'signing_key') is required with {needs}")
-    cert = _cert(raw.get("cert"))
-    if client_auth == "tls_client_auth" and cert is None:
-        raise _fail("cert", "is required with client_auth='tls_client_auth' (RFC 8705)")
-    verify = _verify(raw.get("verify", True))
-    trust_env = _bool("trust_env", raw.get("trust_env", True))
+        problems.add("signer", f"setting 'signer' (or 'signing_key') is required with {needs}")
+    cert = check("cert", _cert, raw.get("cert"))
+    if client_auth == "tls_client_auth" and cert is None and not problems.failed("cert"):
+        problems.add(
+            "cert",
+            "setting 'cert' is required with client_auth='tls_client_auth' (RFC 8705)",
+        )
+    verify = check("verify", _verify, raw.get("verify", True))
+    trust_env = check("trust_env", _bool, "trust_env", raw.get("trust_env", True))
     if grant == "token_exchange" and raw.get("subject_token_for") is None:
-        raise _fail("subject_token_for", "is required with grant='token_exchange'")
-    proxy = raw.get("proxy")
-    if proxy is not None:
-        proxy = _str("proxy", proxy)
-    scope = _strings("scope", raw.get("scope"))
-    for uri in _strings("resource", raw.get("resource")):
-        parts = urlsplit(uri)
-        if not parts.scheme or parts.fragment:
-            raise _fail("resource", f"must hold absolute URIs without fragment, got {uri!r}")
-    assertion_audience = raw.get("assertion_audience")
-    if assertion_audience is not None:
-        assertion_audience = _str("assertion_audience", assertion_audience)
-    settings = OAuth2Settings(
-        grant=grant,
-        client_id=client_id,
+        problems.add(
+            "subject_token_for",
+            "setting 'subject_token_for' is required with grant='token_exchange'",
+        )
+    values = {
+        "proxy": check("proxy", _str, "proxy", raw.get("proxy")),
+        "scope": check("scope", _strings, "scope", raw.get("scope")),
+        "audience": check("audience", _strings, "audience", raw.get("audience")),
+        "resource": check("resource", _resources, raw.get("resource")),
+        "assertion_audience": check(
+            "assertion_audience", _str, "assertion_audience", raw.get("assertion_audience")
+        ),
+        "subject_token_type": check(
+            "subject_token_type",
+            _str,
+            "subject_token_type",
+            raw.get("subject_token_type", ACCESS_TOKEN_TYPE),
+            required=True,
+        ),
+        "requested_token_type": check(
+            "requested_token_type", _str, "requested_token_type", raw.get("requested_token_type")
+        ),
+        **{name: check(name, _callable, name, raw.get(name)) for name in _CALLABLES},
+        **_numbers(raw, problems),
+    }
+    ssl_context = None
+    if not problems.failed("verify", "cert", "trust_env"):
+        ssl_context = check("verify", _ssl_context, verify, cert, trust_env)  # type: ignore[arg-type]
+    expires = (values["default_expires_in"], values["max_expires_in"])
+    if None not in expires and expires[0] > expires[1]:
+        problems.add(
+            "default_expires_in", "setting 'default_expires_in' must not exceed max_expires_in"
+        )
+    backoff = (values["backoff_base"], values["backoff_max"])
+    if None not in backoff and backoff[0] > backoff[1]:
+        problems.add("backoff_base", "setting 'backoff_base' must not exceed backoff_max")
+    login = None
+    if not problems.failed("grant", "scope", "issuer", "allow_http"):
+        login = check(
+            "login",
+            parse_login,
+            raw,
+            grant=grant,  # type: ignore[arg-type]
+            scope=values["scope"],
+            issuer=issuer,
+            allow_http=allow_http,
+        )
+    problems.raise_any()
+    return OAuth2Settings(
+        grant=grant,  # type: ignore[arg-type]
+        client_id=client_id,  # type: ignore[arg-type]
         token_endpoint=token_endpoint,
         issuer=issuer,
         revocation_endpoint=revocation_endpoint,
         client_secret=client_secret,
-        client_auth=client_auth,
-        scope=" ".join(scope) or None,
-        audience=_strings("audience", raw.get("audience")),
-        resource=_strings("resource", raw.get("resource")),
-        refresh_token_for=_callable("refresh_token_for", raw.get("refresh_token_for")),
-        on_refresh_token=_callable("on_refresh_token", raw.get("on_refresh_token")),
-        on_token=_callable("on_token", raw.get("on_token")),
-        subject_token_for=_callable("subject_token_for", raw.get("subject_token_for")),
-        subject_token_type=_str(  # type: ignore[arg-type]
-            "subject_token_type", raw.get("subject_token_type", ACCESS_TOKEN_TYPE), required=True
-        ),
-        requested_token_type=_str("requested_token_type", raw.get("requested_token_type")),
+        client_auth=client_auth,  # type: ignore[arg-type]
         signer=signer,
         token_endpoint_auth_signing_alg=mac_alg,
-        assertion_lifetime=_number(
-            "assertion_lifetime", raw.get("assertion_lifetime", 60.0), minimum=0
-        ),
-        assertion_audience=assertion_audience,
-        max_retries=_int("max_retries", raw.get("max_retries", 3), minimum=0),
-        backoff_base=_number(
-            "backoff_base", raw.get("backoff_base", 0.2), minimum=0, allow_zero=True
-        ),
-        backoff_max=_number("backoff_max", raw.get("backoff_max", 5.0), minimum=0, allow_zero=True),
-        max_retry_after=_number(
-            "max_retry_after", raw.get("max_retry_after", 30.0), minimum=0, allow_zero=True
-        ),
-        timeout=_number("timeout", raw.get("timeout", 10.0), minimum=0),
-        connect_timeout=_number("connect_timeout", raw.get("connect_timeout", 5.0), minimum=0),
-        verify=verify,
+        verify=verify,  # type: ignore[arg-type]
         cert=cert,
-        ssl_context=_ssl_context(verify, cert, trust_env),
-        proxy=proxy,
-        trust_env=trust_env,
-        default_expires_in=_number(
-            "default_expires_in", raw.get("default_expires_in", 600.0), minimum=0
-        ),
-        max_expires_in=_number(
-            "max_expires_in", raw.get("max_expires_in", 366 * 24 * 3600.0), minimum=0
-        ),
-        expiry_margin=_number(
-            "expiry_margin", raw.get("expiry_margin", 30.0), minimum=0, allow_zero=True
-        ),
-        max_response_bytes=_int(
-            "max_response_bytes", raw.get("max_response_bytes", 1024 * 1024), minimum=1024
-        ),
-        max_cached_tokens=_int(
-            "max_cached_tokens", raw.get("max_cached_tokens", 10_000), minimum=1
-        ),
-        revoke_on_clear=_bool("revoke_on_clear", raw.get("revoke_on_clear", False)),
+        ssl_context=ssl_context,
+        trust_env=trust_env,  # type: ignore[arg-type]
         allow_http=allow_http,
-        login=parse_login(raw, grant=grant, scope=scope, issuer=issuer, allow_http=allow_http),
+        login=login,
+        **{**values, "scope": " ".join(values["scope"]) or None},
     )
-    if settings.default_expires_in > settings.max_expires_in:
-        raise _fail("default_expires_in", "must not exceed max_expires_in")
-    if settings.backoff_base > settings.backoff_max:
-        raise _fail("backoff_base", "must not exceed backoff_max")
-    return settings
+
+
+_CALLABLES = ("refresh_token_for", "on_refresh_token", "on_token", "subject_token_for")

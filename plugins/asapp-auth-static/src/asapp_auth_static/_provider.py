@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ConfigurationError, InvalidContextError, ProviderError
 from asapp_auth.paths import setting_path
-from asapp_auth.plugins import check_settings
+from asapp_auth.plugins import SettingsProblems, check_settings
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
 __all__ = [
@@ -28,9 +28,9 @@ __all__ = [
     "jwt_expiry",
 ]
 
-PLUGIN = "asapp-auth-static"
-"""The name that starts every error message of this plugin."""
 ENTRY_POINT = "static"
+PLUGIN = f"plugin {ENTRY_POINT!r}"
+"""What starts every error message of this plugin, as of every plugin: ``plugin 'static'``."""
 PLACEHOLDER = "{token}"
 """Replaced by the token wherever it appears in a string value of the template."""
 DEFAULT_TEMPLATE: Mapping[str, Any] = {"Auth": {"Token": PLACEHOLDER}}
@@ -44,6 +44,27 @@ _log = logging.getLogger("asapp_auth_static")
 
 def _fail(setting: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"{PLUGIN}: setting {setting!r} {problem}")
+
+
+def _check_lifetime(lifetime: object) -> None:
+    if lifetime is not None and (
+        isinstance(lifetime, bool)
+        or not isinstance(lifetime, int | float)
+        or not math.isfinite(lifetime)
+        or lifetime <= 0
+    ):
+        raise _fail("lifetime", "must be a positive number of seconds")
+
+
+def _check_customers(customers: object) -> frozenset[str] | None:
+    if customers is None:
+        return None
+    if isinstance(customers, str) or not isinstance(customers, Iterable):
+        raise _fail("customers", f"must be a list of customer ids, not {type(customers).__name__}")
+    ids = frozenset(customers)
+    if not ids or not all(isinstance(c, str) and c for c in ids):
+        raise _fail("customers", "must be a non-empty list of non-empty str")
+    return ids
 
 
 def jwt_expiry(token: str) -> float | None:
@@ -103,56 +124,76 @@ class StaticTokenProvider:
         template: Mapping[str, Any] | None = None,
         customers: Iterable[str] | None = None,
     ) -> None:
-        given = [n for n, v in (("token", token), ("token_env", token_env),
-                                ("token_file", token_file)) if v is not None]  # fmt: skip
+        given = {
+            "token": token, "token_env": token_env, "token_file": token_file,
+            "lifetime": lifetime, "expiry_from_jwt": expiry_from_jwt, "template": template,
+            "customers": customers,
+        }  # fmt: skip
+        self._setup({name: value for name, value in given.items() if value is not None})
+
+    @classmethod
+    def _from_mapping(cls, settings: Mapping[str, Any]) -> StaticTokenProvider:
+        """The provider for ``settings``, whose problems are reported in their order."""
+        provider = cls.__new__(cls)
+        provider._setup({name: value for name, value in settings.items() if value is not None})
+        return provider
+
+    def _setup(self, settings: Mapping[str, Any]) -> None:
+        """Check every setting, raising all their problems at once, then read the token."""
+        problems = SettingsProblems(ENTRY_POINT, settings)
+        problems.unknown(settings, SETTINGS)
+        given = [name for name in ("token", "token_env", "token_file") if name in settings]
         if len(given) != 1:
-            raise ConfigurationError(
-                f"{PLUGIN}: give exactly one of the settings 'token', 'token_env' and "
-                f"'token_file' (given: {given or 'none'})"
+            problems.add(
+                given[-1] if given else None,
+                "give exactly one of the settings 'token', 'token_env' and 'token_file' "
+                f"(given: {given or 'none'})",
             )
-        if lifetime is not None and (
-            isinstance(lifetime, bool)
-            or not isinstance(lifetime, int | float)
-            or not math.isfinite(lifetime)
-            or lifetime <= 0
-        ):
-            raise _fail("lifetime", "must be a positive number of seconds")
+        lifetime = settings.get("lifetime")
+        problems.check("lifetime", _check_lifetime, lifetime)
+        expiry_from_jwt = settings.get("expiry_from_jwt", False)
         if not isinstance(expiry_from_jwt, bool):
-            raise _fail("expiry_from_jwt", "must be true or false")
-        if lifetime is not None and expiry_from_jwt:
-            raise ConfigurationError(f"{PLUGIN}: give 'lifetime' or 'expiry_from_jwt', not both")
+            problems.add("expiry_from_jwt", "setting 'expiry_from_jwt' must be true or false")
+        elif lifetime is not None and expiry_from_jwt:
+            problems.add("expiry_from_jwt", "give 'lifetime' or 'expiry_from_jwt', not both")
         self._lifetime = None if lifetime is None else float(lifetime)
-        self._expiry_from_jwt = expiry_from_jwt
-        self._template = self._check_template(DEFAULT_TEMPLATE if template is None else template)
-        if customers is not None:
-            if isinstance(customers, str):
-                raise _fail("customers", "must be a list of customer ids, not a str")
-            customers = frozenset(customers)
-            if not customers or not all(isinstance(c, str) and c for c in customers):
-                raise _fail("customers", "must be a non-empty list of non-empty str")
-        self._customers = customers
+        self._expiry_from_jwt = expiry_from_jwt is True
+        template = settings.get("template", DEFAULT_TEMPLATE)
+        self._template = problems.check("template", self._check_template, template) or {}
+        self._customers = problems.check("customers", _check_customers, settings.get("customers"))
 
         self._lock = threading.Lock()
         self._path: str | None = None
         self._stat: tuple[int, int, int, int] | None = None
-        self._source: str
-        if token_file is not None:
-            if not isinstance(token_file, str | os.PathLike) or not os.fspath(token_file):
+        self._source = ""
+        if len(given) == 1:
+            problems.check(given[0], self._read_setting, given[0], settings[given[0]])
+        if not problems.failed():
+            problems.check(given[0], self._prepare_first)
+        problems.raise_any()
+
+    def _read_setting(self, name: str, value: Any) -> None:
+        """Read the token from the one setting that gives it."""
+        if name == "token_file":
+            if not isinstance(value, str | os.PathLike) or not os.fspath(value):
                 raise _fail("token_file", "must be a path")
             # Relative to the configuration file that names it, when one does.
-            self._path = setting_path(token_file)
+            self._path = setting_path(value)
             self._source = f"the token in file {self._path!r}"
-            token_value = self._read_file(at_configuration=True)
-        elif token_env is not None:
-            if not isinstance(token_env, str) or not token_env:
+            self._token = self._read_file(at_configuration=True)
+        elif name == "token_env":
+            if not isinstance(value, str) or not value:
                 raise _fail("token_env", "must name an environment variable")
-            self._source = f"the token in environment variable {token_env!r}"
-            token_value = resolve_secret(f"env:{token_env}", setting="token_env", plugin=PLUGIN)
-            token_value = token_value.strip()
+            self._source = f"the token in environment variable {value!r}"
+            self._token = resolve_secret(
+                f"env:{value}", setting="token_env", plugin=ENTRY_POINT
+            ).strip()
         else:
             self._source = "the token of setting 'token'"
-            token_value = resolve_secret(token, setting="token", plugin=PLUGIN).strip()
-        self._token, self._exp, self._data = self._prepare(token_value, at_configuration=True)
+            self._token = resolve_secret(value, setting="token", plugin=ENTRY_POINT).strip()
+
+    def _prepare_first(self) -> None:
+        self._token, self._exp, self._data = self._prepare(self._token, at_configuration=True)
 
     @staticmethod
     def _check_template(template: object) -> Mapping[str, Any]:
@@ -211,7 +252,7 @@ class StaticTokenProvider:
         assert self._path is not None
         try:
             if at_configuration:
-                raw = read_secret_file(self._path, setting="token_file", plugin=PLUGIN)
+                raw = read_secret_file(self._path, setting="token_file", plugin=ENTRY_POINT)
             else:
                 with open(self._path, "rb") as handle:
                     raw = handle.read()
@@ -276,6 +317,10 @@ class StaticTokenProvider:
 
 
 def from_settings(settings: Mapping[str, Any]) -> StaticTokenProvider:
-    """The plugin object for a pipeline's ``static`` settings (see the README for each one)."""
-    settings = check_settings(settings, SETTINGS, PLUGIN)
-    return StaticTokenProvider(**{k: v for k, v in settings.items() if v is not None})
+    """The plugin object for a pipeline's ``static`` settings (see the README for each one).
+
+    Every problem of the settings is reported at once, in the order the settings were given.
+    """
+    if not isinstance(settings, Mapping):
+        check_settings(settings, SETTINGS, ENTRY_POINT)  # refuses it, saying why
+    return StaticTokenProvider._from_mapping(settings)
