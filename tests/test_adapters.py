@@ -15,11 +15,12 @@ from urllib.parse import quote
 
 import pytest
 
-from asapp_auth import AuthContext, AuthPipeline, Customer, get_plugin_manager, hookimpl
+from asapp_auth import AuthContext, AuthPipeline, Customer, Verdict, get_plugin_manager, hookimpl
 from asapp_auth._any_client import ASYNC_KINDS, KINDS, open_client
 from asapp_auth._any_client import AnyClient as Session
 from asapp_auth.errors import (
     LoginRequiredError,
+    ProviderError,
     RedirectBlockedError,
     RequestNotReplayableError,
     TokenRejectedError,
@@ -327,3 +328,134 @@ def test_adapter_reprs_hold_no_secret(kind: str, pipeline: AuthPipeline) -> None
     finally:
         opened.close()
     assert "s3cr3t" not in shown
+
+
+class Proofs:
+    """A request_proof plugin that signs each request anew, and takes a server nonce on a 401
+    that asks for one (the DPoP pattern, RFC 9449 §8-9)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str]] = []
+        self.nonce = "none"
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def request_proof(self, customer: Customer, method: str, url: str) -> dict[str, str]:
+        with self._lock:
+            self.made.append((method, url))
+            return {"X-Proof": f"{customer.id} {method} {url} #{len(self.made)} n={self.nonce}"}
+
+    @hookimpl
+    def classify_response(self, status: int, headers: Any) -> Verdict | None:
+        nonce = headers.get("X-Nonce")
+        if status == 401 and nonce:
+            self.nonce = nonce
+            return Verdict.RETRY
+        return None
+
+
+def test_a_per_request_proof_is_made_for_every_request_and_never_cached(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """request_proof runs for each request with its method and URL (no query); the context
+    itself is still fetched once."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    proofs = Proofs()
+    pipeline.register(proofs)
+    session.request("GET", f"{platform.url}/v1/account?page=2")
+    session.request("POST", f"{platform.url}/v1/echo", json={"n": 1})
+    sent = [r.headers["X-Proof"] for r in platform.received]
+    assert sent == [
+        f"alice GET {platform.url}/v1/account #1 n=none",
+        f"alice POST {platform.url}/v1/echo #2 n=none",
+    ]
+    assert provider.calls == [False]
+
+
+def test_a_retried_request_gets_a_fresh_proof_and_no_refresh_on_a_nonce_challenge(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A 401 asking for a nonce: classify_response says RETRY; one resend, a new proof with the
+    nonce, the same context, no refresh."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    proofs = Proofs()
+    pipeline.register(proofs)
+    seen: list[str] = []
+
+    def nonce_please(exchange: Any) -> None:
+        seen.append(exchange.headers.get("X-Proof", ""))
+        if seen[-1].endswith("n=n-42"):
+            exchange.answer(200, {"ok": True})
+        else:
+            exchange.answer(401, {"error": "use_nonce"}, {"X-Nonce": "n-42"})
+
+    platform.route("/v1/nonce", nonce_please)
+    assert session.request("GET", f"{platform.url}/v1/nonce").status == 200
+    assert len(seen) == 2
+    assert seen[0].endswith("#1 n=none")
+    assert seen[1].endswith("#2 n=n-42")
+    assert provider.calls == [False]
+
+
+def test_a_second_nonce_challenge_hands_the_response_back(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """RETRY once per request: a server that keeps asking gets no third request."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    pipeline.register(Proofs())
+    calls: list[int] = []
+
+    def always(exchange: Any) -> None:
+        calls.append(1)
+        exchange.answer(401, {"error": "use_nonce"}, {"X-Nonce": f"n-{len(calls)}"})
+
+    platform.route("/v1/stubborn", always)
+    assert session.request("GET", f"{platform.url}/v1/stubborn").status == 401
+    assert len(calls) == 2
+
+
+def test_a_proof_never_reaches_another_origin(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """A redirect elsewhere carries no per-request part either."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    pipeline.register(Proofs())
+    target = f"{elsewhere.url}/public"
+    session.request("GET", f"{platform.url}/redirect?to={target}&status=307")
+    assert "X-Proof" in platform.received[0].headers
+    assert "X-Proof" not in elsewhere.received[0].headers
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ("not a mapping", "returned str"),
+        ({"Bad Name": "v"}, "not an HTTP token"),
+        ({"X-Proof": "line\nbreak"}, "cannot be sent"),
+        ({"X-Proof": ""}, "cannot be sent"),
+    ],
+)
+def test_a_malformed_proof_is_refused_naming_the_plugin(
+    pipeline: AuthPipeline, platform: FakePlatform, answer: Any, words: str
+) -> None:
+    """What request_proof returns is checked; a bad value raises ProviderError naming the plugin
+    and quoting no value, and the request is not sent."""
+
+    class Broken:
+        @hookimpl
+        def request_proof(self) -> Any:
+            return answer
+
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    pipeline.register(Broken(), name="broken-proofs")
+    opened = open_client("httpx", pipeline)
+    try:
+        with pytest.raises(ProviderError, match="broken-proofs") as caught:
+            opened.request("GET", f"{platform.url}/v1/account")
+    finally:
+        opened.close()
+    assert words in str(caught.value)
+    assert "break" not in str(caught.value)
+    assert platform.received == []

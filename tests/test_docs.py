@@ -48,7 +48,9 @@ for line, source in blocks:
 
 
 def _hook_names() -> list[str]:
-    return sorted(name for name in vars(hookspecs) if name.startswith(("provide_", "on_")))
+    # Every function hookspecs.py marks with @hookspec, whatever its name.
+    marker = f"{hookspecs.PROJECT_NAME}_spec"
+    return sorted(name for name, value in vars(hookspecs).items() if hasattr(value, marker))
 
 
 def _expected_signature(name: str) -> str:
@@ -95,7 +97,7 @@ def test_hooks_page_documents_no_hook_that_does_not_exist() -> None:
     """The hooks page's hook sections are exactly the hookspecs: none missing, none made up."""
     text = HOOKS_PAGE.read_text(encoding="utf-8")
     headings = set(re.findall(r"^## (\w+)$", text, re.MULTILINE))
-    hook_like = {h for h in headings if h.startswith(("provide_", "on_"))}
+    hook_like = {h for h in headings if h.replace("_", "").isalpha() and "_" in h}
     assert hook_like == set(_hook_names())
 
 

@@ -22,6 +22,7 @@ from ._ops import ReadBody as _ReadBody
 from ._ops import Rejected as _Rejected
 from ._ops import Sent as _Sent
 from ._wire import Wire
+from .cache import CachedContext
 from .classify import Verdict, default_verdict
 from .customer import Customer
 from .errors import (
@@ -74,12 +75,26 @@ def fast(
         return False
     if now >= entry.refresh_at and not entry.ahead_started:
         pipeline._start_refresh_ahead(customer, entry)
-    return (customer, generation, entry, wire.attach(request, entry))
+    return (customer, generation, entry, wire.attach(request, entry, customer))
 
 
-def _verdict(wire: Wire[Any, Any], response: Any, attached: bool) -> Verdict:
+def _verdict(
+    wire: Wire[Any, Any],
+    response: Any,
+    customer: Customer | None,
+    entry: CachedContext | None,
+    attached: bool,
+) -> Verdict:
     pipeline = wire.pipeline
     status = wire.status(response)
+    plugins = pipeline._classifies
+    if plugins is not None and status == 401:
+        context = entry.context if attached and entry is not None else None
+        said: Verdict | None = plugins(
+            customer if attached else None, context, status, response.headers
+        )
+        if said is not None:
+            return said
     if pipeline._default_rules:
         return default_verdict(status, wire.challenges(response) if status == 401 else [], attached)
     verdict: Verdict | None = pipeline._classify(response, attached)
@@ -100,7 +115,7 @@ def flow(
     an operation (``_ops``; the driver sends back its result, or throws its error in). Returns
     what is on the request when it ends: (customer, generation, entry, attachment)."""
     pipeline = wire.pipeline
-    refreshed = logged_in = False
+    refreshed = logged_in = retried = False
     switches = 0
     customer, generation, entry, attachment = sent or (None, 0, None, None)
     fixed = bound is not None
@@ -136,16 +151,23 @@ def flow(
                             entry = None
                             continue
                 assert entry is not None
-                attachment = wire.attach(request, entry)
+                attachment = wire.attach(request, entry, customer)
             response = yield request
         status = wire.status(response)
         if pipeline._default_rules and status != 401:
             return (customer, generation, entry, attachment)
         if not pipeline._default_rules and status in pipeline._reads_body_on:
             yield _ReadBody(response)
-        verdict = _verdict(wire, response, attachment is not None)
+        verdict = _verdict(wire, response, customer, entry, attachment is not None)
         response = None
-        if verdict is Verdict.OK:
+        if verdict is Verdict.RETRY and not retried:
+            # Same context, a fresh per-request part (a plugin took a server nonce for it).
+            retried = True
+            if attachment is not None:
+                wire.detach(request, attachment)
+            _check_replayable(wire, request, customer)
+            continue
+        if verdict is Verdict.OK or verdict is Verdict.RETRY:
             return (customer, generation, entry, attachment)
         if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
             if attachment is not None:

@@ -14,6 +14,7 @@ import pluggy
 
 from ._flight import Flight
 from ._hookcalls import HookCall
+from ._proofs import Classifies, Proofs, classifier_of, proofs_of
 from ._refusals import Refusals
 from .attach import Attacher
 from .cache import CachedContext, ContextCache, SharedContextCache
@@ -53,6 +54,14 @@ class PipelineState:
     _pm: pluggy.PluginManager
     # Configured plugins' settings, digested: part of a shared cache's key (see _provider_id).
     _plugin_digests: dict[str, str]
+    # The request-path hooks' implementations, or None when no plugin has any (see _proofs).
+    _proofs: Proofs | None
+    _classifies: Classifies | None
+
+    def _hooks_changed(self) -> None:
+        """Look the request-path hooks up again: a plugin came or went."""
+        self._proofs = proofs_of(self._pm)
+        self._classifies = classifier_of(self._pm)
 
     @property
     def origins(self) -> list[str]:

@@ -13,12 +13,14 @@ request) goes through a ``BodyAccess`` registered here for the client's request 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .origins import _DEFAULT_PORTS, Origin, format_origin
 
 if TYPE_CHECKING:
     from .cache import CachedContext
+    from .customer import Customer
 
 __all__ = ["BodyAccess", "Wire", "access_for", "register_access"]
 
@@ -110,15 +112,32 @@ class Wire(Generic[Req, Resp]):
     def method(self, request: Req) -> str:
         return str(request.method)  # type: ignore[attr-defined]
 
-    def attach(self, request: Req, entry: CachedContext) -> Any:
-        """Put ``entry``'s context on ``request``; return the ``Attachment``."""
+    def attach(self, request: Req, entry: CachedContext, customer: Customer) -> Any:
+        """Put ``entry``'s context on ``request``, with the per-request part plugins make for it
+        (``request_proof``); return the ``Attachment``."""
         pipeline = self.pipeline
         prepared = entry.prepared
         if prepared is None:
             prepared = entry.prepared = pipeline._attacher.prepare(entry.context)
         attachment = pipeline._attacher.attach(request, prepared)
+        proofs = pipeline._proofs
+        if proofs is not None:
+            extra = proofs(customer, entry.context, self.method(request), self.htu(request))
+            if extra:
+                headers = request.headers  # type: ignore[attr-defined]
+                for name, value in extra:
+                    headers[name] = value
+                # A copy: a headers-only context shares one attachment between its requests.
+                attachment = replace(attachment, headers=(*attachment.headers, *extra))
+                attachment.guard_data = None
         self.guard(request, attachment)
         return attachment
+
+    def htu(self, request: Req) -> str:
+        """The request's URL without query or fragment (what a DPoP proof signs)."""
+        url = str(request.url)  # type: ignore[attr-defined]
+        end = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+        return url[:end]
 
     def guard(self, request: Req, attachment: Any) -> None:
         """Keep ``attachment`` off redirects to other origins, as this client needs."""

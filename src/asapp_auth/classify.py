@@ -12,7 +12,8 @@ no (anonymous)              401                                                 
 any                         anything else                                         OK (returned)
 ==========================  ===================================================  ================
 
-Replace them with ``AuthPipeline(classify=function)``: ``function(response, context_attached)``
+A plugin's ``classify_response`` hook is asked first on a 401 (it may also answer ``RETRY``: send
+again once with a fresh per-request part). Replace the rules with ``AuthPipeline(classify=function)``: ``function(response, context_attached)``
 returns a ``Verdict``, or ``None`` for the default rules. A classifier that needs the response body
 sets ``function.reads_body_on = {status, ...}``; only those responses are read before it is called.
 """
@@ -32,6 +33,8 @@ class Verdict(enum.Enum):
     OK = "ok"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a verdict, not a password
     LOGIN_REQUIRED = "login_required"
+    # Send the request again once, same context, fresh per-request part (a server nonce).
+    RETRY = "retry"
 
 
 Classifier = Callable[[httpx.Response, bool], "Verdict | None"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .classify import Verdict
     from .context import AuthContext
     from .customer import Customer
     from .pipeline import AuthPipeline
@@ -98,4 +99,39 @@ def on_customer_cleared(pipeline: AuthPipeline, customer: Customer) -> None:
     cached context. Every implementation is called; return values are ignored. An exception is
     logged and does not undo the change. Keep it short: hand slow work (a revocation call) to a
     thread of your own if the caller must not wait.
+    """
+
+
+@hookspec
+def request_proof(
+    customer: Customer, context: AuthContext, method: str, url: str
+) -> Mapping[str, str] | None:
+    """Headers made for one request from ``customer``'s cached ``context``, and never cached:
+    a DPoP proof (RFC 9449), a request signature.
+
+    Called by the pipeline, through every client adapter, just before a request that carries the
+    context is sent, each retry included; ``method`` is the request's method and ``url`` its URL
+    without query or fragment (DPoP's ``htu``). It runs on the request path, on the event loop for
+    async clients: keep it fast and never block. Return ``None`` to add nothing. Every
+    implementation is called and their headers are added; they are taken off before a retry and
+    kept off other origins like the context's own headers. With no implementation registered,
+    the request path does not look for any.
+    """
+
+
+@hookspec(firstresult=True)
+def classify_response(
+    customer: Customer | None, context: AuthContext | None, status: int, headers: Mapping[str, str]
+) -> Verdict | None:
+    """Say what a 401 response means before the default rules do; stops at the first non-None
+    result.
+
+    Called by the pipeline, through every client adapter, for every 401 response from a
+    configured origin, with the customer and context the request carried (``None`` for an
+    anonymous request) and the response's headers (a case-insensitive mapping). Return
+    ``Verdict.RETRY`` to send the request again once with the same context and a fresh
+    ``request_proof`` (a server nonce to put in it, say; a second ``RETRY`` for the same request
+    counts as ``OK``), ``TOKEN_EXPIRED`` or ``LOGIN_REQUIRED`` to refresh or log in, ``OK`` to hand
+    the response back as it is, or ``None`` for the default rules of ``asapp_auth.classify``. It
+    runs on the request path: keep it fast.
     """

@@ -130,6 +130,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         self._plugin_digests: dict[str, str] = {}
         register_plugin(self._pm, CustomerProvider(), CUSTOMER_PROVIDER)
         self._configure_plugins(plugins)
+        self._hooks_changed()
         # httpx.Client(auth=pipeline) works as it always has: this pipeline is an httpx.Auth.
         self._httpx_sync = HttpxWire(self, httpx, RedirectGuard, "httpx")
         self._httpx_async = HttpxWire(self, httpx, AsyncRedirectGuard, "httpx")
@@ -185,12 +186,19 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         return self._login_timeout
 
     def register(self, plugin: object, name: str | None = None) -> str:
-        """Register a plugin object (its ``@hookimpl`` methods); it is asked before older ones."""
-        return register_plugin(self._pm, plugin, name)
+        """Register a plugin object (its ``@hookimpl`` methods); it is asked before older ones.
+
+        Register through here rather than ``plugin_manager.register``: the request path looks
+        up its hooks (``request_proof``, ``classify_response``) when a plugin comes or goes.
+        """
+        registered = register_plugin(self._pm, plugin, name)
+        self._hooks_changed()
+        return registered
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin registered with ``register``."""
         self._pm.unregister(plugin)
+        self._hooks_changed()
 
     # -- the customer ---------------------------------------------------------------------------
 
