@@ -13,8 +13,9 @@ any                         anything else                                       
 ==========================  ===================================================  ================
 
 A plugin's ``classify_response`` hook is asked first on a 401 (it may also answer ``RETRY``: send
-again once with a fresh per-request part). Replace the rules with ``AuthPipeline(classify=function)``: ``function(response, context_attached)``
-returns a ``Verdict``, or ``None`` for the default rules. A classifier that needs the response body
+again once with a fresh per-request part). Replace the rules with
+``AuthPipeline(classify=function)``: ``function(response, context_attached)`` returns a
+``Verdict``, or ``None`` for the default rules. A classifier that needs the response body
 sets ``function.reads_body_on = {status, ...}``; only those responses are read before it is called.
 """
 
