@@ -60,9 +60,14 @@ class HookCall:
             _before(hook, self.impls, kwargs)
 
     def __call__(self, impl: pluggy.HookImpl) -> object:
-        """What ``impl`` returns for this call's arguments; what it raises goes through."""
+        """What ``impl`` returns for this call's arguments; what it raises goes through.
+
+        Parameters ``impl`` declares with a default (``deadline=None``) are given when the call
+        has them, as pluggy 1.6 and later do.
+        """
+        extra = {name: self._kwargs[name] for name in impl.kwargnames if name in self._kwargs}
         try:
-            result = impl.function(*[self._kwargs[arg] for arg in impl.argnames])
+            result = impl.function(*[self._kwargs[arg] for arg in impl.argnames], **extra)
         except BaseException as exc:
             if self._traced:
                 _log.debug(

@@ -210,7 +210,7 @@ class ContextStore(PipelineState):
             asked_at = time.monotonic()
             # Off an event loop, at most WORKERS providers run at once (see WORKERS).
             with WORKERS if in_thread else contextlib.nullcontext():
-                context, plugin = self._ask(customer, refresh, previous)
+                context, plugin = self._ask(customer, refresh, previous, flight.deadline)
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
                 late.append(took)
@@ -275,14 +275,23 @@ class ContextStore(PipelineState):
         log.debug("context for customer %r from %s", customer.id, entry.plugin)
 
     def _ask(
-        self, customer: Customer, needs_refresh: bool, previous: AuthContext | None = None
+        self,
+        customer: Customer,
+        needs_refresh: bool,
+        previous: AuthContext | None,
+        deadline: float,
     ) -> tuple[AuthContext, str]:
         """Call ``provide_context`` implementations in order until one answers.
 
         Done here rather than through pluggy's firstresult call so that errors and the cache can
         name the plugin that answered.
         """
-        kwargs = {"customer": customer, "needs_refresh": needs_refresh, "previous": previous}
+        kwargs = {
+            "customer": customer,
+            "needs_refresh": needs_refresh,
+            "previous": previous,
+            "deadline": deadline,
+        }
         call = HookCall(self._pm, "provide_context", kwargs)
         for impl in call.impls:
             name = impl.plugin_name

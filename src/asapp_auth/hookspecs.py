@@ -31,15 +31,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec(firstresult=True)
 def provide_context(
-    customer: Customer, needs_refresh: bool, previous: AuthContext | None
+    customer: Customer, needs_refresh: bool, previous: AuthContext | None, deadline: float
 ) -> Mapping[str, Any] | AuthContext | None:
     """Return the agreed context dictionary that authenticates ``customer``.
 
     Called by the pipeline when an identified customer's context is not cached, has expired, is
     about to expire, or was rejected by the server. From synchronous code it runs in the thread of
     the request that needs it; from asyncio it runs in a worker thread, never on the event loop.
-    Either way it may block (call your own servers), within the pipeline's ``provider_timeout``.
-    Concurrent requests for the same customer wait for one call and share its answer.
+    Either way it may block (call your own servers), until ``deadline``. Concurrent requests for
+    the same customer wait for one call and share its answer.
 
     :param customer: who the context is for; ``customer.id`` is the id the app set.
     :param needs_refresh: ``True`` when the previous context expired or was rejected: return fresh
@@ -48,6 +48,11 @@ def provide_context(
         with the ``state`` a provider kept in it. With a shared cache it is the fleet's newest,
         read under the fleet's refresh lock: refresh from ``previous.state`` (a rotated refresh
         token, say) rather than from what this process remembers.
+    :param deadline: the ``time.monotonic()`` instant by which the pipeline needs the answer (the
+        call's start plus ``provider_timeout``). A provider that does I/O fits every attempt,
+        retry and backoff before it, and raises ``asapp_auth.errors.ProviderTimeoutError`` when
+        they do not fit; one that does none may leave it out. Declare it ``deadline=None`` to
+        also be called without it.
     :returns: a mapping such as ``{"Auth": {"Token": "..."}}``, or an ``AuthContext`` to give an
         expiry. ``None`` means "not mine": the next implementation is asked. Stops at the first
         non-``None`` result; an empty mapping is an error, not a pass. Raise

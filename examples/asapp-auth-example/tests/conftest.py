@@ -38,7 +38,10 @@ def service(platform: FakePlatform) -> Iterator[SessionService]:
             body = json.loads(exchange.body)
             with state.lock:
                 state.asked.append((body["customer"], body["fresh"]))
-            if state.status != 200:
+            if state.stalled.is_set():
+                state.released.wait(30)
+                exchange.answer(503, {"error": "stalled"})
+            elif state.status != 200:
                 exchange.answer(state.status, {"error": "unavailable"})
             elif body["customer"] not in state.sessions:
                 exchange.answer(404, {"error": "no session"})
@@ -47,4 +50,7 @@ def service(platform: FakePlatform) -> Iterator[SessionService]:
                 exchange.answer(200, {"token": token, "expires_in": 120})
 
         company.route("/platform-token", answer)
-        yield state
+        try:
+            yield state
+        finally:
+            state.released.set()

@@ -18,4 +18,7 @@ class SessionService:
     sessions: set[str] = field(default_factory=lambda: {"alice", "bob"})
     asked: list[tuple[str, bool]] = field(default_factory=list)  # (customer, fresh)
     status: int = 200  # anything else: the service fails
+    # While ``stalled`` is set, requests wait (30 s at most) for ``released``, then get a 503.
+    stalled: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)

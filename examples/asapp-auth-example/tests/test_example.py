@@ -14,7 +14,12 @@ import pytest
 from example_helpers import API_KEY, SessionService
 
 from asapp_auth import AuthPipeline, Customer, discover, hookimpl
-from asapp_auth.errors import ConfigurationError, NoProviderError, ProviderError
+from asapp_auth.errors import (
+    ConfigurationError,
+    NoProviderError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from asapp_auth.plugins import hooks_of
 from asapp_auth.testing import FakePlatform
 
@@ -165,6 +170,25 @@ def test_a_failing_service_is_a_provider_error_naming_the_plugin(
     assert "HTTP 503" in str(caught.value)
     assert API_KEY not in str(caught.value)
     assert platform.received == []  # nothing was sent without a context
+
+
+def test_a_hanging_service_ends_at_the_pipelines_provider_timeout(
+    platform: FakePlatform, service: SessionService, pipelines: list[AuthPipeline]
+) -> None:
+    """A service that does not answer costs provider_timeout, not the plugin's own timeout."""
+    service.stalled.set()
+    settings = {"session_url": service.url, "api_key": API_KEY, "timeout": 20}
+    pipeline = AuthPipeline(
+        origins=[platform.origin], plugins={"example": settings}, provider_timeout=0.5
+    )
+    pipelines.append(pipeline)
+    pipeline.load(customer_id="alice")
+    with pytest.raises(ProviderTimeoutError, match="did not answer within the pipeline's"):
+        pipeline.get_context()
+    assert service.asked == [("alice", False)]
+    service.stalled.clear()
+    service.released.set()
+    assert pipeline.get_context() is not None  # the next request asks again
 
 
 @pytest.mark.parametrize(

@@ -315,6 +315,11 @@ class AuthServer(AuthorizationServer):
         self.secrets: set[str] = set()
         self.base_url = ""
         self._lock = threading.Lock()
+        # Paths whose requests are accepted and never answered (stall), and how many came.
+        self._stall = threading.Condition()
+        self._stalled_paths: frozenset[str] = frozenset()
+        self._released = True
+        self.stalled: collections.Counter[str] = collections.Counter()
         self.register_token_generator("default", self._generate)
         self.register_grant(_ClientCredentials)
         self.register_grant(_Refresh)
@@ -364,6 +369,34 @@ class AuthServer(AuthorizationServer):
         self.site_sessions[session] = user
         self.secrets.add(session)
         return session
+
+    def stall(self, *paths: str) -> None:
+        """From now on, requests to ``paths`` are read and never answered, until ``release``."""
+        with self._stall:
+            self._stalled_paths = frozenset(paths)
+            self._released = False
+
+    def release(self) -> None:
+        """Let the stalled requests go: their connections are closed, still unanswered."""
+        with self._stall:
+            self._stalled_paths = frozenset()
+            self._released = True
+            self._stall.notify_all()
+
+    def wait_stalled(self, path: str, count: int = 1) -> bool:
+        """Wait (30 s at most) until ``count`` requests to ``path`` are stalled."""
+        with self._stall:
+            return self._stall.wait_for(lambda: self.stalled[path] >= count, timeout=30)
+
+    def hold(self, path: str) -> bool:
+        """Called by the handler: stall this request if its path is stalled."""
+        with self._stall:
+            if path not in self._stalled_paths:
+                return False
+            self.stalled[path] += 1
+            self._stall.notify_all()
+            self._stall.wait_for(lambda: self._released, timeout=60)
+            return True
 
     @property
     def token_calls(self) -> int:
@@ -459,6 +492,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         auth = self.server.auth
         path = urlsplit(self.path).path
+        if auth.hold(path):
+            self.close_connection = True
+            return
         if path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
             auth.calls["metadata"] += 0
             self.server.metadata_calls += 1
@@ -479,6 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name in ("client_assertion", "assertion", "client_secret", "subject_token"):
             if name in request.form:
                 auth.secrets.add(request.form[name])
+        if auth.hold(path):
+            self.close_connection = True
+            return
         if path == "/token":
             with auth._lock:
                 auth.calls[request.form.get("grant_type", "")] += 1

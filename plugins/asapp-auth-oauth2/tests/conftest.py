@@ -63,6 +63,7 @@ def auth() -> Iterator[authserver.AuthServer]:
         yield server
     finally:
         SECRETS.update(server.secrets)
+        server.release()
         running.stop()
 
 

@@ -15,6 +15,7 @@ from asapp_auth_oauth2 import (
     InvalidGrantError,
     InvalidScopeError,
     OAuth2Error,
+    TokenEndpointTimeoutError,
     TokenEndpointUnavailableError,
     TokenResponseError,
 )
@@ -22,7 +23,7 @@ from authserver import Running
 from conftest import SECRETS
 
 from asapp_auth import Customer
-from asapp_auth.errors import LoginRequiredError, ProviderError
+from asapp_auth.errors import LoginRequiredError, ProviderError, ProviderTimeoutError
 
 GOOD = {"access_token": "good-access-token", "token_type": "bearer", "expires_in": 300}
 
@@ -277,3 +278,32 @@ def test_invalid_grant_for_client_credentials_is_not_a_login(faulty: Any) -> Non
         ask(plugin)
     assert isinstance(caught.value, ProviderError)
     assert not isinstance(caught.value, LoginRequiredError)
+
+
+def test_a_backoff_past_the_deadline_is_not_waited(faulty: Any) -> None:
+    """A retry whose backoff would end past the deadline is not slept: a timeout error at once."""
+    plugin = faulty(("json", 503, {}), ("json", 200, GOOD), backoff_base=1.0, backoff_max=1.0)
+    with pytest.raises(TokenEndpointTimeoutError, match="answered HTTP 503") as caught:
+        plugin.provide_context(Customer("alice"), False, None, deadline=time.monotonic() + 0.4)
+    assert isinstance(caught.value, ProviderTimeoutError)
+    assert caught.value.attempts == 1
+    assert plugin.script.requests == 1
+    assert plugin.sleeps == []
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited(faulty: Any) -> None:
+    """A 429 asking for more time than the deadline leaves fails at once, as a timeout."""
+    plugin = faulty(("json", 429, {}, {"Retry-After": "20"}), ("json", 200, GOOD))
+    with pytest.raises(TokenEndpointTimeoutError):
+        plugin.provide_context(Customer("alice"), False, None, deadline=time.monotonic() + 5)
+    assert plugin.script.requests == 1
+    assert plugin.sleeps == []
+
+
+def test_retries_that_fit_before_the_deadline_are_made(faulty: Any) -> None:
+    """Within a generous deadline the usual retries and backoff happen."""
+    plugin = faulty(("json", 503, {}), ("json", 502, {}), ("json", 200, GOOD))
+    context = plugin.provide_context(Customer("alice"), False, None, deadline=time.monotonic() + 60)
+    assert context.token == "good-access-token"
+    assert plugin.script.requests == 3
+    assert len(plugin.sleeps) == 2

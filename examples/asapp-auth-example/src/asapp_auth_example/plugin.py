@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from time import monotonic
 from typing import Any
 
 import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
-from asapp_auth.errors import ConfigurationError, LoginRequiredError, ProviderError
+from asapp_auth.errors import (
+    ConfigurationError,
+    LoginRequiredError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import Secret, resolve_secret
 
@@ -82,23 +88,38 @@ class SessionServiceProvider:
         )
         self.lifetime = problems.check("lifetime", _seconds, "lifetime", lifetime) or 0.0
         self.customers = problems.check("customers", _customers, customers)
-        seconds = problems.check("timeout", _seconds, "timeout", timeout)
+        self.timeout = problems.check("timeout", _seconds, "timeout", timeout) or 0.0
         problems.raise_any()
         self._api_key = Secret(key or "")
         # The plugin's own client, without the pipeline as its auth: never send a context here.
-        self._client = httpx.Client(timeout=seconds)
+        self._client = httpx.Client(timeout=self.timeout)
 
     @hookimpl
-    def provide_context(self, customer: Customer, needs_refresh: bool) -> AuthContext | None:
-        """The customer's token from the session service, or ``None`` for a customer not served."""
+    def provide_context(
+        self, customer: Customer, needs_refresh: bool, deadline: float | None = None
+    ) -> AuthContext | None:
+        """The customer's token from the session service, or ``None`` for a customer not served.
+
+        The call ends by ``deadline`` (the pipeline's), raising ``ProviderTimeoutError`` if the
+        service has not answered by then.
+        """
         if self.customers is not None and customer.id not in self.customers:
             return None  # not mine: the next provider is asked
+        # One attempt, cut at the pipeline's deadline when that comes before our own timeout.
+        timeout = self.timeout if deadline is None else min(self.timeout, deadline - monotonic())
+        if timeout <= 0:
+            raise self._late(customer)
         try:
             response = self._client.post(
                 self.session_url,
                 json={"customer": customer.id, "fresh": needs_refresh},
                 headers={"Authorization": f"Bearer {self._api_key.reveal()}"},
+                timeout=timeout,
             )
+        except httpx.TimeoutException:
+            if timeout < self.timeout:
+                raise self._late(customer) from None
+            raise self._failed(customer, "did not answer within its 'timeout'") from None
         except httpx.HTTPError as exc:
             raise self._failed(customer, f"could not be reached ({type(exc).__name__})") from None
         if response.status_code == 404:
@@ -121,6 +142,14 @@ class SessionServiceProvider:
             return AuthContext({"Auth": {"Token": token}}, expires_in=expires_in, source=PLUGIN)
         except ValueError as exc:  # InvalidContextError: a token unfit for a header, say
             raise self._failed(customer, f"answered an unusable context ({exc})") from None
+
+    def _late(self, customer: Customer) -> ProviderTimeoutError:
+        return ProviderTimeoutError(
+            f"{PLUGIN}: the session service at {self.session_url} did not answer within the "
+            "pipeline's provider_timeout",
+            plugin=ENTRY_POINT,
+            customer_id=customer.id,
+        )
 
     def _failed(self, customer: Customer, problem: str) -> ProviderError:
         return ProviderError(

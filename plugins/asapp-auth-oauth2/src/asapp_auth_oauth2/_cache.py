@@ -23,7 +23,11 @@ import cachetools
 
 from ._response import TokenResponse
 
-__all__ = ["CachedToken", "TokenCache"]
+__all__ = ["CachedToken", "SlotBusy", "TokenCache"]
+
+
+class SlotBusy(TimeoutError):
+    """The token was still being fetched for another caller when the deadline came."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +120,20 @@ class TokenCache:
         fetch: Callable[[], TokenResponse],
         *,
         owner: str | None = None,
+        deadline: float | None = None,
     ) -> tuple[TokenResponse, float]:
         """The token for ``key`` and its remaining lifetime in seconds, fetching when needed.
 
         ``owner`` is the customer a per-customer key belongs to (for ``forget_customer``). A
         failed fetch raises and caches nothing; an older token stays for other customers.
+        Waiting for another caller's fetch of the same token raises ``SlotBusy`` at
+        ``deadline`` (``time.monotonic()``).
         """
         slot = self._slot(key, owner)
-        with slot.lock:
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not slot.lock.acquire(timeout=wait):
+            raise SlotBusy
+        try:
             now = self._clock()
             entry = slot.entry
             if not self._usable(key, entry, customer_id, needs_refresh, now):
@@ -140,6 +150,8 @@ class TokenCache:
             with self._guard:
                 self._served[(customer_id, key)] = entry.generation
             return entry.response, min(entry.response.expires_in, entry.expires_at - now)
+        finally:
+            slot.lock.release()
 
     def put(
         self, key: Hashable, response: TokenResponse, expires_at: float, *, owner: str | None

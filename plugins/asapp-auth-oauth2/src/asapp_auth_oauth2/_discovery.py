@@ -7,11 +7,12 @@ request tries again.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from asapp_auth.errors import ConfigurationError
+from asapp_auth.errors import ConfigurationError, ProviderTimeoutError
 
 from ._settings import check_url
 from ._transport import Transport
@@ -43,16 +44,26 @@ class Discovery:
         self._metadata: Mapping[str, Any] | None = None
         self.fetches = 0
 
-    def metadata(self) -> Mapping[str, Any]:
-        """The issuer's metadata, fetched once."""
-        with self._lock:
+    def metadata(self, deadline: float | None = None) -> Mapping[str, Any]:
+        """The issuer's metadata, fetched once; waiting and fetching end by ``deadline``."""
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait):
+            raise ProviderTimeoutError(
+                f"plugin 'oauth2': the metadata of issuer {self.issuer} was still being fetched "
+                "for another request when the time the pipeline gives the plugin "
+                "(provider_timeout) ran out; the next request asks again",
+                plugin="oauth2",
+            )
+        try:
             if self._metadata is None:
-                self._metadata = self._fetch()
+                self._metadata = self._fetch(deadline)
             return self._metadata
+        finally:
+            self._lock.release()
 
-    def endpoint(self, name: str, *, required: bool) -> str | None:
+    def endpoint(self, name: str, *, required: bool, deadline: float | None = None) -> str | None:
         """A validated endpoint URL from the metadata, e.g. ``token_endpoint``."""
-        value = self.metadata().get(name)
+        value = self.metadata(deadline).get(name)
         if value is None:
             if required:
                 raise DiscoveryError(
@@ -70,15 +81,19 @@ class Discovery:
                 issuer=self.issuer,
             ) from None
 
-    def _fetch(self) -> Mapping[str, Any]:
+    def _fetch(self, deadline: float | None) -> Mapping[str, Any]:
         problems: list[str] = []
         for url in metadata_urls(self.issuer):
             self.fetches += 1
             try:
-                result = self._transport.request("GET", url, what="metadata endpoint")
+                result = self._transport.request(
+                    "GET", url, what="metadata endpoint", deadline=deadline
+                )
             except (OAuth2Error, TokenResponseError) as exc:
                 problems.append(f"{url}: HTTP {getattr(exc, 'status_code', None)}")
                 continue
+            except ProviderTimeoutError:
+                raise
             except Exception as exc:
                 raise DiscoveryError(
                     f"plugin 'oauth2': the metadata of issuer {self.issuer} could not be fetched "

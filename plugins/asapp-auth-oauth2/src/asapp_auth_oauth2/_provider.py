@@ -16,10 +16,10 @@ import cachetools
 import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
-from asapp_auth.errors import ProviderError
+from asapp_auth.errors import ProviderError, ProviderTimeoutError
 
 from . import _secret_jwt as secret_jwt
-from ._cache import TokenCache
+from ._cache import SlotBusy, TokenCache
 from ._discovery import Discovery
 from ._login import Login
 from ._response import TokenResponse, parse_token_response, token_dict
@@ -90,19 +90,27 @@ class OAuth2Provider:
 
     @hookimpl
     def provide_context(
-        self, customer: Customer, needs_refresh: bool, previous: AuthContext | None
+        self,
+        customer: Customer,
+        needs_refresh: bool,
+        previous: AuthContext | None,
+        deadline: float | None = None,
     ) -> AuthContext:
         """An access token for ``customer``: the shared client-credentials token, or the
         customer's own (refresh token, token exchange, JWT bearer).
 
         With the refresh-token grant, the customer's current refresh token travels in the
         context's ``state``, and one found in ``previous`` (the newest context, across a fleet
-        sharing a cache) is used rather than an older one this process remembers.
+        sharing a cache) is used rather than an older one this process remembers. Every
+        request, retry and wait fits before ``deadline``, or ``TokenEndpointTimeoutError`` (a
+        ``ProviderTimeoutError``) is raised.
         """
         rotating = self.settings.grant == "refresh_token"
         if rotating and previous is not None:
             self._adopt_refresh_token(customer.id, previous)
-        token, remaining = self.get_token(customer.id, needs_refresh=needs_refresh)
+        token, remaining = self.get_token(
+            customer.id, needs_refresh=needs_refresh, deadline=deadline
+        )
         state = None
         if rotating:
             with self._rt_lock:
@@ -137,27 +145,31 @@ class OAuth2Provider:
         """How many tokens this plugin has fetched (successful token-endpoint calls)."""
         return self._cache.fetches
 
-    def token_endpoint(self) -> str:
-        """The token endpoint: the setting, or the issuer's metadata (fetched once)."""
+    def token_endpoint(self, deadline: float | None = None) -> str:
+        """The token endpoint: the setting, or the issuer's metadata (fetched once, before
+        ``deadline``)."""
         if self.settings.token_endpoint is not None:
             return self.settings.token_endpoint
         assert self._discovery is not None
-        endpoint = self._discovery.endpoint("token_endpoint", required=True)
+        endpoint = self._discovery.endpoint("token_endpoint", required=True, deadline=deadline)
         assert endpoint is not None
         return endpoint
 
-    def revocation_endpoint(self) -> str | None:
+    def revocation_endpoint(self, deadline: float | None = None) -> str | None:
         """The RFC 7009 revocation endpoint, when set or discovered; else ``None``."""
         if self.settings.revocation_endpoint is not None:
             return self.settings.revocation_endpoint
         if self._discovery is None:
             return None
-        return self._discovery.endpoint("revocation_endpoint", required=False)
+        return self._discovery.endpoint("revocation_endpoint", required=False, deadline=deadline)
 
-    def get_token(self, customer_id: str, *, needs_refresh: bool = False) -> tuple[str, float]:
-        """The access token for ``customer_id`` and its remaining lifetime in seconds."""
+    def get_token(
+        self, customer_id: str, *, needs_refresh: bool = False, deadline: float | None = None
+    ) -> tuple[str, float]:
+        """The access token for ``customer_id`` and its remaining lifetime in seconds, got
+        before ``deadline`` (``time.monotonic()``) when one is given."""
         s = self.settings
-        endpoint = self.token_endpoint()
+        endpoint = self.token_endpoint(deadline)
         owner = customer_id if s.per_customer else None
         subject: str | None = None
         extra: str | None = None
@@ -172,9 +184,20 @@ class OAuth2Provider:
                 self._cache.put(key, given[0], given[1], owner=owner)
 
         def fetch() -> TokenResponse:
-            return self._fetch(endpoint, customer_id, subject)
+            return self._fetch(endpoint, customer_id, subject, deadline)
 
-        response, remaining = self._cache.get(key, customer_id, needs_refresh, fetch, owner=owner)
+        try:
+            response, remaining = self._cache.get(
+                key, customer_id, needs_refresh, fetch, owner=owner, deadline=deadline
+            )
+        except SlotBusy:
+            raise ProviderTimeoutError(
+                f"plugin 'oauth2': the {s.grant} token for customer {customer_id!r} was still "
+                "being fetched for another request when the time the pipeline gives the plugin "
+                "(provider_timeout) ran out; the next request asks again",
+                plugin="oauth2",
+                customer_id=customer_id,
+            ) from None
         return response.access_token, remaining
 
     def set_refresh_token(self, customer_id: str, refresh_token: str) -> None:
@@ -470,7 +493,9 @@ class OAuth2Provider:
             return scrub
         return []  # none, tls_client_auth: the client id, and the certificate on the connection
 
-    def _fetch(self, endpoint: str, customer_id: str, subject: str | None) -> TokenResponse:
+    def _fetch(
+        self, endpoint: str, customer_id: str, subject: str | None, deadline: float | None
+    ) -> TokenResponse:
         s = self.settings
         form: dict[str, Any] = {"grant_type": s.grant_type}
         scrub: list[str] = []
@@ -509,6 +534,7 @@ class OAuth2Provider:
                 idempotent=refresh is None,
                 secrets=scrub,
                 customer_id=customer_id if s.per_customer else None,
+                deadline=deadline,
             )
         except InvalidGrantError as exc:
             if s.grant not in ("refresh_token", "token_exchange"):

@@ -23,7 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ._settings import OAuth2Settings
-from .errors import TLSError, TokenEndpointUnavailableError, TokenResponseError, error_class
+from .errors import (
+    TLSError,
+    TokenEndpointTimeoutError,
+    TokenEndpointUnavailableError,
+    TokenResponseError,
+    error_class,
+)
 
 __all__ = ["HTTPResult", "Transport", "describe_endpoint"]
 
@@ -127,6 +133,7 @@ class Transport:
         customer_id: str | None = None,
         what: str = "token endpoint",
         expect_json: bool = True,
+        deadline: float | None = None,
     ) -> HTTPResult:
         """Send, retrying transient failures; return the JSON object of a 2xx answer.
 
@@ -134,24 +141,40 @@ class Transport:
         ``idempotent`` (a rotating refresh token), only failures that prove the request was not
         acted on are retried. ``secrets`` are scrubbed from any text quoted back from the server.
         Without ``expect_json`` any 2xx answer is a success (RFC 7009 revocation answers).
+        Every attempt, wait and retry fits before ``deadline`` (``time.monotonic()``); when the
+        next would not, ``TokenEndpointTimeoutError`` is raised instead.
         """
         s = self._settings
         endpoint = describe_endpoint(url)
         secret_values = [v for v in secrets if v]
         attempts = 0
+        problem = "could not be asked"
         while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._out_of_time(
+                    what,
+                    endpoint,
+                    problem,
+                    attempts=attempts,
+                    idempotent=True,
+                    customer_id=customer_id,
+                )
             attempts += 1
             retry_after: float | None = None
-            problem: str
             status: int | None = None
+            timed_out = False
             try:
-                status, response_headers, body = self._send(method, url, form, headers)
+                status, response_headers, body = self._send(method, url, form, headers, deadline)
+            except _PastDeadline as exc:
+                problem, timed_out = "did not answer in time", True
+                retryable = idempotent or not exc.sent
             except (*_UNSENT, *_MAYBE_SENT) as exc:
                 tls_problem = _tls_problem(exc, what, endpoint, has_cert=s.cert is not None)
                 if tls_problem is not None:
                     raise TLSError(
                         tls_problem, endpoint=endpoint, attempts=attempts, customer_id=customer_id
                     ) from None
+                timed_out = isinstance(exc, httpx.TimeoutException)
                 if isinstance(exc, _UNSENT):
                     problem = f"could not connect ({type(exc).__name__})"
                     retryable = True
@@ -209,7 +232,18 @@ class Transport:
                         status_code=status,
                         customer_id=customer_id,
                     )
-            if not retryable or attempts > s.max_retries:
+            last_chance = not retryable or attempts > s.max_retries
+            if deadline is not None and timed_out and time.monotonic() + _SLACK >= deadline:
+                # Cut short by the deadline, which is what the caller needs to hear.
+                raise self._out_of_time(
+                    what,
+                    endpoint,
+                    problem,
+                    attempts=attempts,
+                    idempotent=retryable,
+                    customer_id=customer_id,
+                )
+            if last_chance:
                 tail = (
                     f"after {attempts} attempts"
                     if retryable
@@ -226,6 +260,15 @@ class Transport:
             delay = self._backoff(attempts)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, s.max_retry_after))
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise self._out_of_time(
+                    what,
+                    endpoint,
+                    problem,
+                    attempts=attempts,
+                    idempotent=True,
+                    customer_id=customer_id,
+                )
             log.warning(
                 "plugin 'oauth2': %s %s %s; retry %d of %d in %.2f s",
                 what,
@@ -236,6 +279,29 @@ class Transport:
                 delay,
             )
             self._sleep(delay)
+
+    def _out_of_time(
+        self,
+        what: str,
+        endpoint: str,
+        problem: str,
+        *,
+        attempts: int,
+        idempotent: bool,
+        customer_id: str | None,
+    ) -> TokenEndpointTimeoutError:
+        """``idempotent=False``: the last attempt may have reached the server, which says so."""
+        s = self._settings
+        acted = "" if idempotent else " (the server may have acted on it)"
+        return TokenEndpointTimeoutError(
+            f"plugin 'oauth2': the {what} {endpoint} {problem}{acted} and the time the pipeline "
+            f"gives the plugin (provider_timeout) ran out after {attempts} attempt(s); make "
+            f"max_retries={s.max_retries} attempts of timeout={s.timeout:g} s fit in it, or "
+            "raise provider_timeout",
+            endpoint=endpoint,
+            attempts=attempts,
+            customer_id=customer_id,
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: uniform in [c/2, c], c = min(max, base * 2**(n-1))."""
@@ -249,28 +315,45 @@ class Transport:
         url: str,
         form: Mapping[str, str | Iterable[str]] | None,
         headers: Mapping[str, str] | None,
+        deadline: float | None,
     ) -> tuple[int, httpx.Headers, bytes]:
-        limit = self._settings.max_response_bytes
+        s = self._settings
+        limit = s.max_response_bytes
         data = (
             None
             if form is None
             else {k: v if isinstance(v, str) else list(v) for k, v in form.items()}
         )
-        with (
-            self._slots,
-            self.client.stream(method, url, data=data, headers=headers) as response,
-        ):
-            length = response.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                raise _BodyTooLarge
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if not self._slots.acquire(timeout=max(0.0, left)):
+                raise _PastDeadline(sent=False)
+            left = deadline - time.monotonic()
+            read = max(0.001, min(s.timeout, left))
+            timeout = httpx.Timeout(read, connect=max(0.001, min(s.connect_timeout, left)))
+        else:
+            self._slots.acquire()
+        try:
+            with self.client.stream(
+                method, url, data=data, headers=headers, timeout=timeout
+            ) as response:
+                length = response.headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > limit:
                     raise _BodyTooLarge
-                chunks.append(chunk)
-            return response.status_code, response.headers, b"".join(chunks)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyTooLarge
+                    # A server trickling its answer renews the read timeout with every chunk.
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise _PastDeadline(sent=True)
+                    chunks.append(chunk)
+                return response.status_code, response.headers, b"".join(chunks)
+        finally:
+            self._slots.release()
 
     def _json(
         self,
@@ -361,6 +444,18 @@ _ADVICE = {
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _PastDeadline(Exception):
+    """The deadline passed while waiting for a connection slot, or reading the answer."""
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
+
+
+# A timeout that fires this close to the deadline was the deadline's doing.
+_SLACK = 0.05
 
 
 # TLS alerts by which a server refuses the client's certificate, or the lack of one.

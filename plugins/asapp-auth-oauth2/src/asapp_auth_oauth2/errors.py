@@ -9,7 +9,7 @@ assertion, refresh token or access token.
 
 from __future__ import annotations
 
-from asapp_auth.errors import LoginRequiredError, ProviderError
+from asapp_auth.errors import LoginRequiredError, ProviderError, ProviderTimeoutError
 
 __all__ = [
     "DiscoveryError",
@@ -25,6 +25,7 @@ __all__ = [
     "SessionGoneError",
     "StateMismatchError",
     "TLSError",
+    "TokenEndpointTimeoutError",
     "TokenEndpointUnavailableError",
     "TokenResponseError",
     "UnauthorizedClientError",
@@ -197,6 +198,13 @@ class TokenEndpointUnavailableError(ProviderError):
         self.endpoint = endpoint
         self.attempts = attempts
         self.status_code = status_code
+
+
+class TokenEndpointTimeoutError(TokenEndpointUnavailableError, ProviderTimeoutError):
+    """The endpoint did not answer within the time the pipeline gave the plugin (the
+    ``provide_context`` deadline, from ``provider_timeout``), or no time was left for another
+    attempt. A ``ProviderTimeoutError`` as the pipeline documents, and still a
+    ``TokenEndpointUnavailableError``; ``attempts`` counts the requests made."""
 
 
 class TLSError(TokenEndpointUnavailableError):
