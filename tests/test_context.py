@@ -144,3 +144,67 @@ def test_with_expiry_keeps_the_data() -> None:
     later = context.with_expiry(expires_in=30)
     assert later == context
     assert later.expires_in == 30
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"Auth": {"Token": None}}, "Auth.Token is None"),
+        ({"Auth": {"Token": None, "Headers": {"X-Key": "k"}}}, "Auth.Token is None"),
+        ({"Auth": None}, "Auth is None"),
+        ({"Auth": {"Headers": None}}, "Auth.Headers is None"),
+    ],
+)
+def test_none_where_the_schema_wants_a_value_is_refused(data: dict, problem: str) -> None:
+    """A None token (or Auth, or Headers) attaches nothing, so it is refused, named as None."""
+    with pytest.raises(InvalidContextError) as caught:
+        AuthContext(data, source="plugin 'demo'")
+    assert problem in str(caught.value)
+    assert "plugin 'demo'" in str(caught.value)
+
+
+def test_an_empty_token_is_said_to_be_empty() -> None:
+    """An empty Auth.Token is refused as empty, not as a str of the wrong kind."""
+    with pytest.raises(InvalidContextError) as caught:
+        AuthContext({"Auth": {"Token": ""}})
+    message = str(caught.value)
+    assert "Auth.Token is empty" in message
+    assert "is a str" not in message
+
+
+@pytest.mark.parametrize(
+    ("data", "given", "expected"),
+    [
+        ({"auth": {"token": "x"}}, "'auth'", "'Auth'"),
+        ({"AUTH": {"Token": "x"}}, "'AUTH'", "'Auth'"),
+        ({"Auth": {"token": "x"}}, "Auth.'token'", "Auth.'Token'"),
+        ({"Auth": {"Token": "x", "headers": {"A": "b"}}}, "Auth.'headers'", "Auth.'Headers'"),
+        ({"Auth": {"Token": "x"}, "customerInfo": {"a": "b"}}, "'customerInfo'", "'CustomerInfo'"),
+        ({"Auth": {"Token": "x"}, "segments": ["vip"]}, "'segments'", "'Segments'"),
+    ],
+)
+def test_schema_keys_in_another_case_are_refused_with_the_right_spelling(
+    data: dict, given: str, expected: str
+) -> None:
+    """A key that differs from the schema's only in case is refused, naming both spellings."""
+    with pytest.raises(InvalidContextError) as caught:
+        AuthContext(data, source="plugin 'demo'")
+    message = str(caught.value)
+    assert f"key {given}" in message
+    assert f"spells {expected}" in message
+    assert "plugin 'demo'" in message
+
+
+def test_repr_shows_none_as_none() -> None:
+    """repr shows a None value as None: there is no secret in it to redact."""
+    context = AuthContext({"Auth": {"Token": "t-s3cr3t", "Body": {"session": None}}, "Extra": None})
+    text = repr(context)
+    assert "'Token': '<redacted>'" in text
+    assert "'session': None" in text
+    assert "'Extra': None" in text
+
+
+def test_types_are_named_with_their_article() -> None:
+    """A wrong type reads as "is an int", not "is a int"."""
+    with pytest.raises(InvalidContextError, match=r"Auth\.Token is an int; it must be a str"):
+        AuthContext({"Auth": {"Token": 12}})

@@ -26,6 +26,10 @@ _BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
 _BAD_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f\";,\\]")
 
 _STR_KEYS = ("ExternalSessionId", "ExternalSessionType", "CompanySubdivision")
+# The schema's own keys, by their lower-case form: a key that differs from one only in case is
+# a misspelling the platform would not read, and the default attacher would silently skip.
+_TOP_KEYS = {k.lower(): k for k in ("Auth", "CustomerInfo", "Segments", *_STR_KEYS)}
+_AUTH_KEYS = {k.lower(): k for k in ("Token", "Headers", "Cookies", "Body", "Scopes")}
 
 
 class AuthContext(Mapping[str, Any]):
@@ -182,7 +186,8 @@ def _redact(value: Any, *, shown: bool) -> Any:
         return {k: _redact(v, shown=shown) for k, v in value.items()}
     if isinstance(value, tuple):
         return [_redact(v, shown=shown) for v in value]
-    return value if shown else _REDACTED
+    # None holds no secret, and "<redacted>" in its place would suggest a value that is not there.
+    return value if shown or value is None else _REDACTED
 
 
 def _redact_context(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,15 +229,33 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+def _a(value: object) -> str:
+    """``value`` described by its type, for messages that must not quote it: "an int", "None"."""
+    if value is None:
+        return "None"
+    name = _type_name(value)
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _check_spelling(keys: Any, schema: Mapping[str, str], source: str, where: str) -> None:
+    for key in keys:
+        expected = schema.get(key.lower()) if isinstance(key, str) else None
+        if expected is not None and key != expected:
+            raise InvalidContextError(
+                f"{source} returned a context with the key {where}{key!r}, which the schema "
+                f"spells {where}{expected!r}; keys are case-sensitive: fix the spelling"
+            )
+
+
 def _check_str_map(value: Any, source: str, where: str, *, cookies: bool = False) -> None:
     if not isinstance(value, Mapping):
-        raise _fail(source, where, f"is a {_type_name(value)}, not a mapping of str to str")
+        raise _fail(source, where, f"is {_a(value)}, not a mapping of str to str")
     for name, item in value.items():
         if not isinstance(name, str) or not isinstance(item, str):
             raise _fail(
                 source,
                 f"{where} entry {name!r}" if isinstance(name, str) else where,
-                f"has a {_type_name(name)} key and a {_type_name(item)} value; both must be str",
+                f"has {_a(name)} key and {_a(item)} value; both must be str",
             )
         if where.endswith(("Headers", "Cookies")) and not _TOKEN.match(name):
             raise _fail(source, f"{where} name {name!r}", "is not a valid HTTP token")
@@ -243,10 +266,26 @@ def _check_str_map(value: Any, source: str, where: str, *, cookies: bool = False
 
 def _check_str_list(value: Any, source: str, where: str) -> None:
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise _fail(source, where, f"is a {_type_name(value)}, not a list of str")
+        raise _fail(source, where, f"is {_a(value)}, not a list of str")
     for item in value:
         if not isinstance(item, str):
-            raise _fail(source, where, f"holds a {_type_name(item)}; every item must be str")
+            raise _fail(source, where, f"holds {_a(item)}; every item must be str")
+
+
+def _check_token(token: object, source: str) -> None:
+    if token is None:
+        raise _fail(
+            source,
+            "Auth.Token",
+            "is None, so no token would be sent: leave the key out when the context authenticates "
+            "otherwise, or return None to let the next provider answer",
+        )
+    if not isinstance(token, str):
+        raise _fail(source, "Auth.Token", f"is {_a(token)}; it must be a str")
+    if not token:
+        raise _fail(source, "Auth.Token", "is empty; it must hold the token")
+    if _BAD_HEADER_VALUE.search(token):
+        raise _fail(source, "Auth.Token", "holds characters not allowed in a header")
 
 
 def _validate(data: Any, source: str) -> Mapping[str, Any]:
@@ -254,7 +293,7 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
         return data._data
     if not isinstance(data, Mapping):
         raise InvalidContextError(
-            f"{source} returned a {_type_name(data)}, not a context mapping such as "
+            f"{source} returned {_a(data)}, not a context mapping such as "
             "{'Auth': {'Token': ...}}; return a dict, an AuthContext, or None to pass"
         )
     if not data:
@@ -263,18 +302,15 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
         )
     for key in data:
         if not isinstance(key, str):
-            raise _fail(source, "top level", f"has a {_type_name(key)} key; keys must be str")
-    auth = data.get("Auth")
-    if auth is not None:
+            raise _fail(source, "top level", f"has {_a(key)} key; keys must be str")
+    _check_spelling(data, _TOP_KEYS, source, "")
+    if "Auth" in data:
+        auth = data["Auth"]
         if not isinstance(auth, Mapping):
-            raise _fail(source, "Auth", f"is a {_type_name(auth)}, not a mapping")
-        token = auth.get("Token")
-        if token is not None and (not isinstance(token, str) or not token):
-            raise _fail(
-                source, "Auth.Token", f"is a {_type_name(token)}; it must be a non-empty str"
-            )
-        if token is not None and _BAD_HEADER_VALUE.search(token):
-            raise _fail(source, "Auth.Token", "holds characters not allowed in a header")
+            raise _fail(source, "Auth", f"is {_a(auth)}, not a mapping")
+        _check_spelling(auth, _AUTH_KEYS, source, "Auth.")
+        if "Token" in auth:
+            _check_token(auth["Token"], source)
         if "Headers" in auth:
             _check_str_map(auth["Headers"], source, "Auth.Headers")
         if "Cookies" in auth:
@@ -282,7 +318,7 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
         if "Body" in auth:
             body = auth["Body"]
             if not isinstance(body, Mapping):
-                raise _fail(source, "Auth.Body", f"is a {_type_name(body)}, not a JSON object")
+                raise _fail(source, "Auth.Body", f"is {_a(body)}, not a JSON object")
             try:
                 json.dumps(body)
             except (TypeError, ValueError):
@@ -293,7 +329,7 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
         _check_str_map(data["CustomerInfo"], source, "CustomerInfo")
     for key in _STR_KEYS:
         if key in data and not isinstance(data[key], str):
-            raise _fail(source, key, f"is a {_type_name(data[key])}, not a str")
+            raise _fail(source, key, f"is {_a(data[key])}, not a str")
     if "Segments" in data:
         _check_str_list(data["Segments"], source, "Segments")
     for key, value in data.items():
