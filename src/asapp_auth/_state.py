@@ -40,6 +40,7 @@ class PipelineState:
     _provider_timeout: float
     _login_timeout: float
     _attacher: Attacher
+    _max_context_bytes: int
     _classify: Classifier
     _default_rules: bool
     _reads_body_on: frozenset[int]

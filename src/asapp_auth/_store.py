@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._admit import admit
 from ._flight import Flight
 from ._hookcalls import HookCall
 from ._ops import Fetch
@@ -74,13 +75,18 @@ class ContextStore(PipelineState):
         return entry
 
     def _make_entry(self, context: AuthContext, plugin: str, asked_at: float) -> CachedContext:
+        own = plugin == CUSTOMER_PROVIDER
+        source = "the customer's context_provider" if own else f"plugin {plugin!r}"
+        # Refused before anything is cached or sent. The prepared form is not kept: made again
+        # on first use, it costs no memory for the customers that are cached but never served.
+        admit(context, self._attacher, self._max_context_bytes, plugin, source)
         lifetime = context.expires_in
         remaining = context.remaining()
         if lifetime is None or remaining is None:
             return CachedContext(context, plugin, asked_at, math.inf, math.inf)
         if remaining <= 0:
             raise InvalidContextError(
-                f"plugin {plugin!r} returned a context that had already expired; return a fresh "
+                f"{source} returned a context that had already expired; return a fresh "
                 "context when asked (needs_refresh=True means the last one was refused)",
                 plugin=plugin,
             )

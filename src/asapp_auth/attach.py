@@ -31,6 +31,7 @@ __all__ = [
     "ContextHeader",
     "MapContext",
     "as_attacher",
+    "attached_bytes",
 ]
 
 log = logging.getLogger("asapp_auth")
@@ -75,6 +76,12 @@ class _Mapped:
     body: dict[str, Any] | None = field(repr=False)
     # Headers-only contexts need nothing per request to be undone: one shared record serves.
     shared: Attachment | None
+
+    @property
+    def credential(self) -> bool:
+        """True when something goes on a request: a header or cookie with a value, body fields."""
+        headers = any(value for _, value in self.headers)
+        return headers or any(not c.endswith("=") for c in self.cookies) or bool(self.body)
 
 
 class MapContext:
@@ -192,6 +199,29 @@ def _items(headers: Any) -> list[tuple[str, str]]:
     # httpx.Headers lists repeated names once each through multi_items(); the others, items().
     multi = getattr(headers, "multi_items", None)
     return list(multi() if multi is not None else headers.items())
+
+
+def _header_bytes(headers: tuple[tuple[str, str], ...]) -> int:
+    # Each as sent: "Name: value" and its line end.
+    return sum(len(name.encode()) + len(value.encode()) + 4 for name, value in headers)
+
+
+def attached_bytes(prepared: object) -> int | None:
+    """Bytes ``MapContext`` or ``ContextHeader`` puts on each request from ``prepared``;
+    ``None`` for another attacher's, which only it knows."""
+    if isinstance(prepared, _Mapped):
+        size = _header_bytes(prepared.headers)
+        if prepared.cookies:
+            size += len("Cookie: \r\n") + len("; ".join(prepared.cookies).encode())
+        if prepared.body is not None:
+            size += len(json.dumps(prepared.body, separators=(",", ":")).encode())
+        return size
+    if isinstance(prepared, tuple) and all(
+        isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        for item in prepared
+    ):
+        return _header_bytes(prepared)
+    return None
 
 
 def as_attacher(value: object) -> Attacher:

@@ -4,6 +4,7 @@
 origins = ["https://api.chat.example"]   # required
 provider_timeout = 30                     # seconds
 login_timeout = 120
+max_context_bytes = 16384                 # the largest context accepted, sent or kept
 
 [cache]
 size = 10000
@@ -53,7 +54,15 @@ __all__ = ["Config", "check_config", "check_file", "find_config", "load_config"]
 
 FILE_NAME = "asapp-auth.toml"
 
-_TOP = {"origins", "provider_timeout", "login_timeout", "cache", "attach", "plugins"}
+_TOP = {
+    "origins",
+    "provider_timeout",
+    "login_timeout",
+    "max_context_bytes",
+    "cache",
+    "attach",
+    "plugins",
+}
 _CACHE = {"size", "expiry_margin", "refresh_ahead", "refresh_ahead_fraction", "backend"}
 _REDIS = {
     "url", "keys", "namespace", "front_ttl", "lock_ttl", "state_ttl", "timeout", "retry_after",
@@ -277,6 +286,14 @@ def _validate(table: Mapping[str, Any], where: str, problems: list[str], source:
     for key in ("provider_timeout", "login_timeout"):
         if key in table:
             settings[key] = _seconds(table[key], f"{where}{key}", problems, positive=True)
+    if "max_context_bytes" in table:
+        limit = table["max_context_bytes"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            problems.append(
+                f"{where}max_context_bytes: expected a whole number of bytes above 0; got {limit!r}"
+            )
+        else:
+            settings["max_context_bytes"] = limit
     cache = table.get("cache", {})
     if not isinstance(cache, Mapping):
         problems.append(f"{where}cache: expected a table; got {cache!r}")

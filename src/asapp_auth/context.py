@@ -38,8 +38,10 @@ class AuthContext(Mapping[str, Any]):
     The schema is the platform's: ``Auth`` may hold ``Token`` (str), ``Headers`` and ``Cookies``
     (str to str), ``Body`` (a JSON object) and ``Scopes`` (list of str); beside it ``CustomerInfo``
     (str to str), ``ExternalSessionId``, ``ExternalSessionType``, ``CompanySubdivision`` (str) and
-    ``Segments`` (list of str). Unknown keys are kept as they are. Nested mappings become read-only
-    and lists become tuples. ``repr`` and ``str`` redact every value that could be a secret.
+    ``Segments`` (list of str). ``Auth.Token`` is a non-empty str when given. Keys are
+    case-sensitive: one that differs from the schema's only in case is refused. Unknown keys are
+    kept as they are. Nested mappings become read-only and lists become tuples. ``repr`` and
+    ``str`` redact every value that could be a secret.
 
     Give at most one of ``expires_in`` (seconds from now) and ``expires_at`` (an aware
     ``datetime`` or a POSIX timestamp). ``source`` names who built it, for error messages.
@@ -50,7 +52,7 @@ class AuthContext(Mapping[str, Any]):
     that refreshes for a fleet always starts from the newest state.
     """
 
-    __slots__ = ("_data", "_expires_in", "_expires_ts", "_state")
+    __slots__ = ("_data", "_expires_in", "_expires_ts", "_size", "_state")
 
     def __init__(
         self,
@@ -61,7 +63,8 @@ class AuthContext(Mapping[str, Any]):
         source: str = "the context provider",
         state: Mapping[str, str] | None = None,
     ) -> None:
-        self._data: Mapping[str, Any] = _validate(data, source)
+        self._data: Mapping[str, Any]
+        self._data, self._size = _validate(data, source)
         # The expiry is kept once, as a POSIX timestamp: a pipeline may hold 100,000 of these.
         self._expires_in, self._expires_ts = _expiry(expires_in, expires_at, source)
         self._state = _check_state(state, source)
@@ -142,7 +145,7 @@ class AuthContext(Mapping[str, Any]):
         ):
             raise InvalidContextError(f"{source} holds a context record with a malformed expiry")
         context = cls.__new__(cls)
-        context._data = _validate(record["data"], source)
+        context._data, context._size = _validate(record["data"], source)
         context._expires_in = None if expires_in is None else float(expires_in)
         context._expires_ts = None if expires_ts is None else float(expires_ts)
         context._state = _check_state(record["state"], source)
@@ -288,9 +291,10 @@ def _check_token(token: object, source: str) -> None:
         raise _fail(source, "Auth.Token", "holds characters not allowed in a header")
 
 
-def _validate(data: Any, source: str) -> Mapping[str, Any]:
+def _validate(data: Any, source: str) -> tuple[Mapping[str, Any], int]:
+    """The data frozen, and the length of its compact JSON form (which a size limit checks)."""
     if isinstance(data, AuthContext):
-        return data._data
+        return data._data, data._size
     if not isinstance(data, Mapping):
         raise InvalidContextError(
             f"{source} returned {_a(data)}, not a context mapping such as "
@@ -332,14 +336,15 @@ def _validate(data: Any, source: str) -> Mapping[str, Any]:
             raise _fail(source, key, f"is {_a(data[key])}, not a str")
     if "Segments" in data:
         _check_str_list(data["Segments"], source, "Segments")
+    size = 1 + 2 * len(data)  # the braces, a colon per key and a comma between items
     for key, value in data.items():
         try:
-            json.dumps(value)
+            size += len(json.dumps(key)) + len(json.dumps(value, separators=(",", ":")))
         except (TypeError, ValueError):
             raise _fail(source, key, "is not serialisable as JSON") from None
     frozen = _freeze(data)
     assert isinstance(frozen, Mapping)
-    return frozen
+    return frozen, size
 
 
 def _expiry(

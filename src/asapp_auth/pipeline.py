@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pluggy
 
+from ._admit import DEFAULT_MAX_CONTEXT_BYTES, check_max_bytes
 from ._checks import seconds as _seconds
 from ._flight import Flight
 from ._flow import auth_flow_async, auth_flow_sync
@@ -72,6 +73,8 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         context)``; by default ``MapContext``.
     :param classify: ``function(response, context_attached) -> Verdict | None``, replacing the
         default rules of ``asapp_auth.classify``.
+    :param max_context_bytes: the largest context accepted, both as put on a request and as
+        kept in the cache (its JSON with its state); a larger one is refused, nothing cached.
     :param plugin_manager: a pluggy manager to use instead of a fresh one.
     """
 
@@ -92,6 +95,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         login_timeout: float = 120.0,
         attach: Attacher | Callable[[httpx.Request, AuthContext], None] | None = None,
         classify: Classifier | None = None,
+        max_context_bytes: int = DEFAULT_MAX_CONTEXT_BYTES,
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
         self._origins: frozenset[Origin] = parse_origins(origins)
@@ -104,6 +108,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         self._provider_timeout = _seconds("provider_timeout", provider_timeout, positive=True)
         self._login_timeout = _seconds("login_timeout", login_timeout)
         self._attacher = as_attacher(attach)
+        self._max_context_bytes = check_max_bytes(max_context_bytes)
         if classify is not None and not callable(classify):
             raise ConfigurationError("classify must be a function (response, context_attached)")
         self._classify: Classifier = classify or default_classifier

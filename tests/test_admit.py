@@ -1,0 +1,235 @@
+"""What a pipeline accepts as a context: a credential its attacher sends, within a size limit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from asapp_auth import AuthContext, AuthPipeline, ContextHeader, Customer, hookimpl
+from asapp_auth.errors import ConfigurationError, InvalidContextError
+from asapp_auth.testing import FakePlatform
+
+KiB = 1024
+
+
+class Sizes:
+    """A provider whose tokens have the given sizes, in turn (the last one from then on)."""
+
+    def __init__(self, *sizes: int) -> None:
+        self.sizes = list(sizes)
+        self.calls: list[bool] = []
+
+    def __call__(self, needs_refresh: bool) -> dict[str, Any]:
+        size = self.sizes[min(len(self.calls), len(self.sizes) - 1)]
+        self.calls.append(needs_refresh)
+        token = f"s3cr3t-{len(self.calls)}-".ljust(size, "x")
+        return {"Auth": {"Token": token}}
+
+
+# -- contexts that authenticate nothing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({"Foo": 1}, "it has no Auth (its keys: 'Foo')"),
+        ({"Auht": {"Token": "t-s3cr3t"}}, "'Auht' (did you mean 'Auth'?)"),
+        ({"CustomerInfo": {"Tier": "gold"}}, "its keys: 'CustomerInfo'"),
+        ({"Auth": {}}, "Auth holds no Token, Headers, Cookies or Body"),
+        ({"Auth": {"Scopes": ["read"]}}, "(it holds 'Scopes')"),
+        ({"Auth": {"Tokn": "t-s3cr3t"}}, "'Tokn' (did you mean 'Token'?)"),
+        ({"Auth": {"Headers": {}}}, "Auth.Headers holds no value"),
+        ({"Auth": {"Headers": {"X-Key": ""}, "Body": {}}}, "Auth.Headers and Auth.Body hold"),
+    ],
+)
+def test_a_context_that_attaches_no_credential_is_refused_before_anything_is_sent(
+    platform: FakePlatform, context: dict[str, Any], named: str
+) -> None:
+    """A context from which the default attacher sends nothing is refused, naming what it
+    holds and the keys it may have meant; nothing is cached or sent, and the provider is asked
+    again by the next request."""
+    calls: list[bool] = []
+
+    def provider(needs_refresh: bool) -> dict[str, Any]:
+        calls.append(needs_refresh)
+        return context
+
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", provider)
+    with httpx.Client(auth=pipeline) as client:
+        for _ in range(2):
+            with pytest.raises(InvalidContextError) as caught:
+                client.get(f"{platform.url}/v1/account")
+            message = str(caught.value)
+            assert "the customer's context_provider returned a context that attaches no" in message
+            assert named in message
+            assert "attach=" in message
+            assert "s3cr3t" not in message
+    assert caught.value.plugin == "customer-provider"
+    assert calls == [False, False]
+    assert platform.received == []
+    assert pipeline.cached() is None
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"Auth": {"Token": None}}, {"auth": {"token": "t-s3cr3t"}}, {"Auth": {"token": "t-s3cr3t"}}],
+)
+def test_a_context_misspelt_or_with_a_none_token_is_refused_naming_the_plugin(
+    platform: FakePlatform, context: dict[str, Any]
+) -> None:
+    """A None token or a schema key in the wrong case is refused from a plugin too, naming
+    the plugin; the platform receives nothing, so no 401 is blamed on a refresh."""
+
+    class Plugin:
+        @hookimpl
+        def provide_context(self, customer: Customer, needs_refresh: bool) -> dict[str, Any]:
+            return context
+
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.register(Plugin(), "mine")
+    pipeline.load("alice")
+    with httpx.Client(auth=pipeline) as client, pytest.raises(InvalidContextError) as caught:
+        client.get(f"{platform.url}/v1/account")
+    assert "plugin 'mine'" in str(caught.value)
+    assert caught.value.plugin == "mine"
+    assert platform.received == []
+
+
+def test_a_context_with_only_a_body_or_a_cookie_is_a_credential(platform: FakePlatform) -> None:
+    """Body fields or a cookie alone are credentials the default attacher sends: accepted."""
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", lambda needs_refresh: {"Auth": {"Cookies": {"sid": "c-s3cr3t"}}})
+    with httpx.Client(auth=pipeline) as client:
+        client.get(f"{platform.url}/public")
+        pipeline.set_customer("bob", lambda needs_refresh: {"Auth": {"Body": {"s": "b-s3cr3t"}}})
+        client.post(f"{platform.url}/public", json={"a": 1})
+    assert platform.received[0].headers["cookie"] == "sid=c-s3cr3t"
+    assert json.loads(platform.received[1].body) == {"a": 1, "s": "b-s3cr3t"}
+
+
+def test_an_attacher_of_the_apps_own_decides_what_authenticates(platform: FakePlatform) -> None:
+    """With attach= a function or ContextHeader, keys outside Auth are the app's to send: a
+    context without Auth is accepted and reaches the platform as the attacher puts it."""
+    token = platform.issue_token("alice")
+
+    def session_header(request: httpx.Request, context: AuthContext) -> None:
+        request.headers["Authorization"] = f"Bearer {context['ExternalSessionId']}"
+
+    own = AuthPipeline(origins=[platform.origin], attach=session_header)
+    own.load("alice", lambda needs_refresh: {"ExternalSessionId": token})
+    header = AuthPipeline(origins=[platform.origin], attach=ContextHeader())
+    header.load("alice", lambda needs_refresh: {"CustomerInfo": {"Tier": "gold"}})
+    with httpx.Client() as client:
+        assert client.get(f"{platform.url}/v1/account", auth=own).json() == {"customer": "alice"}
+        client.get(f"{platform.url}/public", auth=header)
+    sent = platform.received[-1].headers["x-asapp-context"]
+    assert json.loads(sent) == {"CustomerInfo": {"Tier": "gold"}}
+
+
+# -- the size limit -------------------------------------------------------------------------------
+
+
+def test_a_context_over_max_context_bytes_is_refused_and_nothing_cached(
+    platform: FakePlatform,
+) -> None:
+    """A 1 MiB token is refused with InvalidContextError naming the provider, the sizes and
+    the setting; nothing is sent or cached, and the next request asks the provider again."""
+    provider = Sizes(1024 * KiB)
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", provider)
+    with httpx.Client(auth=pipeline) as client:
+        for _ in range(2):
+            with pytest.raises(InvalidContextError) as caught:
+                client.get(f"{platform.url}/v1/account")
+    message = str(caught.value)
+    assert "the customer's context_provider returned a context of 1,048,6" in message
+    assert "over max_context_bytes=16,384" in message
+    assert "Nothing was cached" in message
+    assert "s3cr3t" not in message
+    assert provider.calls == [False, False]
+    assert platform.received == []
+    assert pipeline.cached() is None
+
+
+def test_the_limit_counts_what_the_cache_keeps_as_well_as_what_is_sent() -> None:
+    """Parts the default attacher does not send (CustomerInfo, the provider's state) count
+    too: the cache would keep them for every customer."""
+    big = "v" * (17 * KiB)
+    pipeline = AuthPipeline(origins=["https://api.chat.example"])
+    pipeline.load(
+        "alice", lambda needs_refresh: {"Auth": {"Token": "t"}, "CustomerInfo": {"a": big}}
+    )
+    with pytest.raises(InvalidContextError, match=r"\(25 on each request, 17,4\d\d kept"):
+        pipeline.get_context()
+    pipeline.set_customer(
+        "bob", lambda needs_refresh: AuthContext({"Auth": {"Token": "t"}}, state={"rt": big})
+    )
+    with pytest.raises(InvalidContextError, match="kept in the cache"):
+        pipeline.get_context()
+    assert pipeline.cached() is None
+
+
+@pytest.mark.parametrize(
+    ("attach", "context", "size"),
+    [
+        # What is sent: "Authorization: Bearer " and the line end are 24 bytes beside the token
+        # (its JSON, {"Auth":{"Token":"..."}}, is 21).
+        (None, {"Auth": {"Token": "x" * 76}}, 100),
+        # The header name and line end beside the context's JSON: 7 bytes.
+        (ContextHeader("X-C"), {"Auth": {"Token": "x" * 72}}, 100),
+        # What is kept: the cookie line is 13 bytes beside the value, its JSON 29.
+        (None, {"Auth": {"Cookies": {"a": "x" * 71}}}, 100),
+    ],
+)
+def test_max_context_bytes_is_inclusive_and_counts_bytes_as_sent_and_kept(
+    attach: Any, context: dict[str, Any], size: int
+) -> None:
+    """A context as large as the limit, by the larger of what goes on a request and what the
+    cache keeps, is accepted; one byte less of limit refuses it."""
+    exact = AuthPipeline(
+        origins=["https://api.chat.example"], attach=attach, max_context_bytes=size
+    )
+    exact.set_customer("alice", lambda needs_refresh: context)
+    assert exact.get_context() is not None
+    under = AuthPipeline(
+        origins=["https://api.chat.example"], attach=attach, max_context_bytes=size - 1
+    )
+    under.set_customer("alice", lambda needs_refresh: context)
+    with pytest.raises(InvalidContextError, match=f"a context of {size} bytes"):
+        under.get_context()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "16k", True, None])
+def test_max_context_bytes_must_be_a_whole_number_above_zero(value: object) -> None:
+    """A limit that is not a whole number of bytes above 0 is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="max_context_bytes"):
+        AuthPipeline(origins=["https://api.chat.example"], max_context_bytes=value)  # type: ignore[arg-type]
+
+
+def test_max_context_bytes_is_a_configuration_key(tmp_path: Path) -> None:
+    """``max_context_bytes`` in the configuration file sets the limit; a bad value is reported
+    with its key path."""
+    good = tmp_path / "asapp-auth.toml"
+    good.write_text('origins = ["https://api.chat.example"]\nmax_context_bytes = 64\n')
+    pipeline = AuthPipeline.from_config(good)
+    pipeline.set_customer("alice", lambda needs_refresh: {"Auth": {"Token": "x" * 41}})
+    with pytest.raises(InvalidContextError, match="over max_context_bytes=64"):
+        pipeline.get_context()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('origins = ["https://api.chat.example"]\nmax_context_bytes = "16k"\n')
+    with pytest.raises(ConfigurationError, match="max_context_bytes: expected a whole number"):
+        AuthPipeline.from_config(bad)
+
+
+def test_a_context_within_the_default_limit_reaches_the_platform(platform: FakePlatform) -> None:
+    """The default limit fits real contexts: a 15 KiB one is sent as it is."""
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", Sizes(15 * KiB))
+    with httpx.Client(auth=pipeline) as client:
+        client.get(f"{platform.url}/public")
+    assert len(platform.received[0].headers["authorization"]) == 15 * KiB + len("Bearer ")
