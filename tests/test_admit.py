@@ -1,8 +1,13 @@
-"""What a pipeline accepts as a context: a credential its attacher sends, within a size limit."""
+"""What a pipeline accepts as a context: a credential its attacher sends, within a size limit;
+and what a server's 431 or dropped connection does, against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +15,91 @@ import httpx
 import pytest
 
 from asapp_auth import AuthContext, AuthPipeline, ContextHeader, Customer, hookimpl
-from asapp_auth.errors import ConfigurationError, InvalidContextError
-from asapp_auth.testing import FakePlatform
+from asapp_auth.errors import ConfigurationError, InvalidContextError, TokenRejectedError
+from asapp_auth.testing import Exchange, FakePlatform, RecordingProvider
 
 KiB = 1024
+
+
+class HeaderLimitServer:
+    """An HTTP/1.1 server on 127.0.0.1 that takes request heads of up to ``limit`` bytes.
+
+    A larger head is read whole, then answered ``431`` (``mode="431"``) or met by closing the
+    connection without an answer (``mode="close"``). Any other request gets ``200``. ``heads``
+    lists the size of each head received, ``tokens`` the bearer tokens that were let through.
+    """
+
+    def __init__(self, limit: int, mode: str = "431") -> None:
+        self.limit = limit
+        self.mode = mode
+        self.heads: list[int] = []
+        self.tokens: list[str] = []
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.origin = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head = data.split(b"\r\n\r\n", 1)[0]
+            size = len(head) - len(head.split(b"\r\n", 1)[0])  # without the request line
+            self.heads.append(size)
+            if size > self.limit:
+                if self.mode == "close":
+                    conn.shutdown(socket.SHUT_RDWR)
+                    return
+                conn.sendall(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                return
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "authorization":
+                    self.tokens.append(value.strip().removeprefix("Bearer "))
+            body = b'{"ok": true}'
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+
+    def close(self) -> None:
+        self._socket.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+@pytest.fixture
+def small_server() -> Iterator[HeaderLimitServer]:
+    """A server that answers 431 to a request head over 8 KiB, as nginx or Apache would."""
+    server = HeaderLimitServer(8 * KiB)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closing_server() -> Iterator[HeaderLimitServer]:
+    """A server that closes the connection, unanswered, on a request head over 8 KiB."""
+    server = HeaderLimitServer(8 * KiB, mode="close")
+    yield server
+    server.close()
 
 
 class Sizes:
@@ -28,6 +114,17 @@ class Sizes:
         self.calls.append(needs_refresh)
         token = f"s3cr3t-{len(self.calls)}-".ljust(size, "x")
         return {"Auth": {"Token": token}}
+
+
+class Expired:
+    """Records on_token_expired calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def on_token_expired(self, customer: Customer, context: AuthContext) -> None:
+        self.calls.append(customer.id)
 
 
 # -- contexts that authenticate nothing -----------------------------------------------------------
@@ -233,3 +330,148 @@ def test_a_context_within_the_default_limit_reaches_the_platform(platform: FakeP
     with httpx.Client(auth=pipeline) as client:
         client.get(f"{platform.url}/public")
     assert len(platform.received[0].headers["authorization"]) == 15 * KiB + len("Bearer ")
+
+
+# -- 431 and dropped connections ------------------------------------------------------------------
+
+
+def test_a_431_drops_the_context_and_retries_once_with_a_fresh_one(
+    small_server: HeaderLimitServer,
+) -> None:
+    """A 431 to a request that carried a context is the context's: it is dropped from the
+    cache, on_token_expired runs, the provider is asked with needs_refresh=True and the request
+    sent once more, with the new context."""
+    provider = Sizes(10 * KiB, 1 * KiB)
+    expired = Expired()
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.register(expired)
+    pipeline.load("alice", provider)
+    with httpx.Client(auth=pipeline) as client:
+        assert client.get(f"{small_server.origin}/v1/account").status_code == 200
+        assert client.get(f"{small_server.origin}/v1/account").status_code == 200
+    assert provider.calls == [False, True]
+    assert expired.calls == ["alice"]
+    assert [size > 8 * KiB for size in small_server.heads] == [True, False, False]
+    cached = pipeline.cached()
+    assert cached is not None
+    assert cached.context.token == small_server.tokens[0] == small_server.tokens[1]
+
+
+def test_a_second_431_raises_naming_the_origin_and_never_loops(
+    small_server: HeaderLimitServer,
+) -> None:
+    """A 431 again after the refresh raises TokenRejectedError (status 431) naming the origin
+    and what to do: two requests reach the server, the provider is asked twice."""
+    provider = Sizes(10 * KiB)
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.load("alice", provider)
+    with httpx.Client(auth=pipeline) as client, pytest.raises(TokenRejectedError) as caught:
+        client.get(f"{small_server.origin}/v1/account")
+    error = caught.value
+    assert error.status_code == 431
+    assert error.origin == small_server.origin
+    assert f"{small_server.origin} refused the request headers as too large (HTTP 431)" in str(
+        error
+    )
+    assert "max_context_bytes" in str(error)
+    assert "s3cr3t" not in str(error)
+    assert provider.calls == [False, True]
+    assert len(small_server.heads) == 2
+
+
+def test_a_431_under_asyncio_is_handled_the_same(small_server: HeaderLimitServer) -> None:
+    """An AsyncClient's 431 refreshes once and retries; a second 431 raises TokenRejectedError."""
+    retried = Sizes(10 * KiB, 1 * KiB)
+    refused = Sizes(10 * KiB)
+
+    async def main() -> tuple[int, int]:
+        first = AuthPipeline(origins=[small_server.origin])
+        first.load("alice", retried)
+        second = AuthPipeline(origins=[small_server.origin])
+        second.load("bob", refused)
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(f"{small_server.origin}/v1/account", auth=first)
+            with pytest.raises(TokenRejectedError) as caught:
+                await client.get(f"{small_server.origin}/v1/account", auth=second)
+        return ok.status_code, caught.value.status_code
+
+    assert asyncio.run(main()) == (200, 431)
+    assert retried.calls == refused.calls == [False, True]
+    assert len(small_server.heads) == 4
+
+
+def test_a_431_to_an_anonymous_request_is_returned(small_server: HeaderLimitServer) -> None:
+    """A 431 to a request that carried no context is the app's own headers': it is returned."""
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.load()
+    with httpx.Client(auth=pipeline) as client:
+        response = client.get(f"{small_server.origin}/", headers={"X-Big": "x" * (9 * KiB)})
+    assert response.status_code == 431
+    assert len(small_server.heads) == 1
+
+
+def test_a_connection_closed_on_large_headers_raises_httpx_error_and_keeps_the_context(
+    closing_server: HeaderLimitServer,
+) -> None:
+    """A server that closes the connection on a large head gives the app httpx's own error, as
+    the docs say: the context stays cached and no provider is asked again (the pipeline sees no
+    response, and the request may have been acted on); set to what the platform takes,
+    max_context_bytes refuses the context before it is sent."""
+    provider = Sizes(10 * KiB)
+    pipeline = AuthPipeline(origins=[closing_server.origin])
+    pipeline.load("alice", provider)
+    url = f"{closing_server.origin}/v1/account"
+    with httpx.Client(auth=pipeline) as client:
+        for _ in range(2):  # the first fetch, then the cached path
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get(url)
+    assert provider.calls == [False]
+    assert pipeline.cached() is not None
+    assert len(closing_server.heads) == 2
+
+    limited = AuthPipeline(origins=[closing_server.origin], max_context_bytes=8 * KiB)
+    limited.load("alice", Sizes(10 * KiB))
+    with httpx.Client(auth=limited) as client, pytest.raises(InvalidContextError):
+        client.get(url)
+    assert len(closing_server.heads) == 2
+
+
+def test_a_connection_closed_under_asyncio_is_handled_the_same(
+    closing_server: HeaderLimitServer,
+) -> None:
+    """An AsyncClient's dropped connection gives httpx's error; the provider is not asked again."""
+    provider = Sizes(10 * KiB)
+    pipeline = AuthPipeline(origins=[closing_server.origin])
+    pipeline.load("alice", provider)
+
+    async def main() -> int:
+        dropped = 0
+        async with httpx.AsyncClient(auth=pipeline) as client:
+            for _ in range(2):
+                try:
+                    await client.get(f"{closing_server.origin}/v1/account")
+                except httpx.RemoteProtocolError:
+                    dropped += 1
+        return dropped
+
+    assert asyncio.run(main()) == 2
+    assert provider.calls == [False]
+    assert pipeline.cached() is not None
+
+
+def test_a_platform_route_answering_431_is_classified_like_a_server(
+    platform: FakePlatform,
+) -> None:
+    """FakePlatform routes can play a server with a header limit: a 431 there also refreshes."""
+    recording = RecordingProvider(platform, "alice")
+    answers = iter([431, 200])
+
+    def limited(exchange: Exchange) -> None:
+        exchange.answer(next(answers), {})
+
+    platform.route("/limited", limited)
+    pipeline = AuthPipeline(origins=[platform.origin])
+    pipeline.load("alice", recording)
+    with httpx.Client(auth=pipeline) as client:
+        assert client.get(f"{platform.url}/limited").status_code == 200
+    assert recording.calls == [False, True]

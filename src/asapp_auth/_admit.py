@@ -1,4 +1,5 @@
-"""What a pipeline accepts as a context before it caches one.
+"""What a pipeline accepts as a context before it caches one, and what it says when a server
+refuses one as too large.
 
 A context is admitted when the default attacher (``MapContext``) finds a credential in it, and
 when both what the attacher puts on each request and what the cache keeps (the context as compact
@@ -102,3 +103,18 @@ def _keys(mapping: Mapping[str, Any], known: list[str] | tuple[str, ...]) -> str
         shown.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
     more = len(mapping) - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def head_bytes(headers: Any) -> int:
+    """The size of a request's header lines as sent, from any client's headers mapping."""
+    return sum(len(str(name)) + len(str(value)) + 4 for name, value in headers.items())
+
+
+def too_large_again(origin: str, customer_id: str, head: int) -> str:
+    """The message of a second 431 to a request, the context refreshed in between."""
+    return (
+        f"{origin} refused the request headers as too large (HTTP 431) with the context of "
+        f"customer {customer_id!r} again right after it was refreshed ({head:,} bytes of headers "
+        "with it); have the provider return a smaller context, or lower max_context_bytes to "
+        "what the platform takes so that such contexts are refused before they are sent"
+    )

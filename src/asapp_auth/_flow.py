@@ -3,8 +3,8 @@ in, retry. Sans I/O: the flow yields the requests to send and the slow operation
 (``_ops``); each adapter's driver sends and runs them its own way and sends the outcomes back.
 
 ``fast`` is the cached path every request takes first: a fresh context read from the cache
-without a lock, attached. Only a request that needs more (nothing cached, expired, a 401) goes
-through ``flow``.
+without a lock, attached. Only a request that needs more (nothing cached, expired, a 401 or a
+431) goes through ``flow``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._admit import head_bytes, too_large_again
 from ._ops import OPS as _OPS
 from ._ops import Fetch as _Fetch
 from ._ops import Login as _Login
@@ -23,7 +24,7 @@ from ._ops import Rejected as _Rejected
 from ._ops import Sent as _Sent
 from ._wire import Wire
 from .cache import CachedContext
-from .classify import Verdict, default_verdict
+from .classify import REFUSALS, Verdict, default_verdict
 from .customer import Customer
 from .errors import (
     AsappAuthError,
@@ -154,7 +155,7 @@ def flow(
                 attachment = wire.attach(request, entry, customer)
             response = yield request
         status = wire.status(response)
-        if pipeline._default_rules and status != 401:
+        if pipeline._default_rules and status not in REFUSALS:
             return (customer, generation, entry, attachment)
         if not pipeline._default_rules and status in pipeline._reads_body_on:
             yield _ReadBody(response)
@@ -170,12 +171,15 @@ def flow(
         if verdict is Verdict.OK or verdict is Verdict.RETRY:
             return (customer, generation, entry, attachment)
         if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
+            head = head_bytes(request.headers) if status == 431 else 0
             if attachment is not None:
                 wire.detach(request, attachment)
             if refreshed:
                 origin = format_origin(wire.origin(request))
                 raise TokenRejectedError(
-                    f"{origin} rejected the context of customer {customer.id!r} again "
+                    too_large_again(origin, customer.id, head)
+                    if status == 431
+                    else f"{origin} rejected the context of customer {customer.id!r} again "
                     f"(HTTP {status}) right after it was refreshed; check what the provider "
                     "returns and what the platform expects",
                     origin=origin,
@@ -311,7 +315,7 @@ def auth_flow_sync(
     response = None
     if sent:
         response = yield request
-        if pipeline._default_rules and wire.status(response) != 401:
+        if pipeline._default_rules and wire.status(response) not in REFUSALS:
             return
     steps = flow(wire, request, bound, sent or None, response)
     try:
@@ -334,7 +338,7 @@ async def auth_flow_async(
     response = None
     if sent:
         response = yield request
-        if pipeline._default_rules and wire.status(response) != 401:
+        if pipeline._default_rules and wire.status(response) not in REFUSALS:
             return
     steps = flow(wire, request, bound, sent or None, response)
     try:

@@ -19,6 +19,7 @@ from aiohttp import payload
 
 from . import _flow
 from ._wire import Wire, is_json, register_access, target_keys
+from .classify import REFUSALS
 from .origins import Origin
 from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
@@ -101,7 +102,7 @@ class AiohttpAuth:
         response = None
         if sent:
             response = await handler(request)
-            if pipeline._default_rules and response.status != 401:
+            if pipeline._default_rules and response.status not in REFUSALS:
                 _off_the_body(pipeline, request, sent[3])
                 return response
         steps = _flow.flow(wire, request, self._bound, sent or None, response)

@@ -2,15 +2,22 @@
 
 The default rules (``default_classifier``), after RFC 6750:
 
-==========================  ===================================================  ================
-request carried a context   response                                             verdict
-==========================  ===================================================  ================
-yes                         401, ``WWW-Authenticate: Bearer error="invalid_token"``  TOKEN_EXPIRED
-yes                         401 with no Bearer ``error`` (the context was refused)   TOKEN_EXPIRED
-yes                         401 with another Bearer ``error`` (``invalid_request``)  OK (returned)
-no (anonymous)              401                                                   LOGIN_REQUIRED
-any                         anything else                                         OK (returned)
-==========================  ===================================================  ================
+============  =======================================================  ==============
+context sent  response                                                 verdict
+============  =======================================================  ==============
+yes           401, ``WWW-Authenticate: Bearer error="invalid_token"``  TOKEN_EXPIRED
+yes           401 with no Bearer ``error`` (the context was refused)   TOKEN_EXPIRED
+yes           401 with another Bearer ``error`` (``invalid_request``)  OK (returned)
+yes           431 (headers too large: taken as the context's fault)    TOKEN_EXPIRED
+no            401 (anonymous: login required)                          LOGIN_REQUIRED
+no            431 (the app's own headers are too large)                OK (returned)
+any           anything else                                            OK (returned)
+============  =======================================================  ==============
+
+TOKEN_EXPIRED drops the context from the cache, asks the provider for a fresh one
+(``needs_refresh=True``) and sends the request once more; refused again, the request raises
+``TokenRejectedError`` (``status_code`` 401 or 431). A connection the server closes gives no
+response to classify: httpx raises its own error to the app, and the context stays cached.
 
 A plugin's ``classify_response`` hook is asked first on a 401 (it may also answer ``RETRY``: send
 again once with a fresh per-request part). Replace the rules with
@@ -28,6 +35,9 @@ from collections.abc import Callable
 import httpx
 
 __all__ = ["Classifier", "Verdict", "bearer_error", "default_classifier", "default_verdict"]
+
+# The statuses the default rules may act on; every other response is returned as it is.
+REFUSALS = frozenset({401, 431})
 
 
 class Verdict(enum.Enum):
@@ -60,14 +70,18 @@ def _bearer_error(challenges: list[str]) -> str | None:
 
 def default_classifier(response: httpx.Response, context_attached: bool) -> Verdict:
     """Classify by the rules in this module's table."""
-    if response.status_code != 401:
+    status = response.status_code
+    if status not in REFUSALS:
         return Verdict.OK
-    return default_verdict(401, response.headers.get_list("www-authenticate"), context_attached)
+    challenges = response.headers.get_list("www-authenticate") if status == 401 else []
+    return default_verdict(status, challenges, context_attached)
 
 
 def default_verdict(status: int, challenges: list[str], context_attached: bool) -> Verdict:
     """The rules in this module's table, for any client: the status and the
     ``WWW-Authenticate`` values of a response."""
+    if status == 431 and context_attached:
+        return Verdict.TOKEN_EXPIRED
     if status != 401:
         return Verdict.OK
     if not context_attached:

@@ -86,11 +86,12 @@ def on_login_required(
 def on_token_expired(pipeline: AuthPipeline, customer: Customer, context: AuthContext) -> None:
     """React to the server rejecting ``customer``'s current ``context`` as expired.
 
-    Called by the pipeline once per rejection of the cached context, not once per waiting request,
-    before ``provide_context`` is asked again with ``needs_refresh=True``. It runs where that
-    refresh runs (the request's thread, or a worker thread under asyncio). Use it to drop a token
-    cache of your own, count expiries or revoke. Every implementation is called; return values are
-    ignored. An exception is logged and does not stop the refresh.
+    Called by the pipeline once per rejection of the cached context (a 401, or a 431 for headers
+    too large), not once per waiting request, before ``provide_context`` is asked again with
+    ``needs_refresh=True``. It runs where that refresh runs (the request's thread, or a worker
+    thread under asyncio). Use it to drop a token cache of your own, count expiries or revoke.
+    Every implementation is called; return values are ignored. An exception is logged and does
+    not stop the refresh.
     """
 
 

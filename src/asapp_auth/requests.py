@@ -28,6 +28,7 @@ from urllib3.util import parse_url
 from . import _flow
 from ._wire import Wire, is_json, register_access, target_keys
 from .attach import Attachment
+from .classify import REFUSALS
 from .errors import RedirectBlockedError
 from .origins import _DEFAULT_PORTS, Origin, format_origin
 from .pipeline import AuthPipeline, CustomerAuth, adapter_target
@@ -164,7 +165,7 @@ class _Exchange:
         pipeline, wire = auth.pipeline, auth._wire
         request: requests.PreparedRequest = response.request
         if self.steps is None:
-            if pipeline._default_rules and response.status_code != 401:
+            if pipeline._default_rules and response.status_code not in REFUSALS:
                 return self._guard(response)
             if not wire.is_target(request):
                 return response
