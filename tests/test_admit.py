@@ -27,11 +27,13 @@ class HeaderLimitServer:
     A larger head is read whole, then answered ``431`` (``mode="431"``) or met by closing the
     connection without an answer (``mode="close"``). Any other request gets ``200``. ``heads``
     lists the size of each head received, ``tokens`` the bearer tokens that were let through.
+    ``hold``, when set, is a barrier every oversized request waits on before it is answered.
     """
 
     def __init__(self, limit: int, mode: str = "431") -> None:
         self.limit = limit
         self.mode = mode
+        self.hold: threading.Barrier | None = None
         self.heads: list[int] = []
         self.tokens: list[str] = []
         self._socket = socket.create_server(("127.0.0.1", 0))
@@ -62,6 +64,8 @@ class HeaderLimitServer:
             size = len(head) - len(head.split(b"\r\n", 1)[0])  # without the request line
             self.heads.append(size)
             if size > self.limit:
+                if self.hold is not None:
+                    self.hold.wait(10)
                 if self.mode == "close":
                     conn.shutdown(socket.SHUT_RDWR)
                     return
@@ -377,6 +381,62 @@ def test_a_second_431_raises_naming_the_origin_and_never_loops(
     assert "s3cr3t" not in str(error)
     assert provider.calls == [False, True]
     assert len(small_server.heads) == 2
+
+
+def test_threads_refused_with_431_at_once_share_one_refresh(
+    small_server: HeaderLimitServer,
+) -> None:
+    """Twelve requests that all carried the oversized context get their 431s together: the
+    provider is asked once for the first context and once for the refresh, and every request
+    succeeds on its retry with the new one."""
+    provider = Sizes(10 * KiB, 1 * KiB)
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.load("alice", provider)
+    pipeline.get_context()  # every thread starts from the oversized context
+    threads = 12
+    start = threading.Barrier(threads)
+    # No 431 is answered before all twelve requests have reached the server with the old context.
+    small_server.hold = threading.Barrier(threads)
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=threads, max_keepalive_connections=threads)
+    with httpx.Client(auth=pipeline, limits=limits) as client:
+
+        def call() -> None:
+            start.wait(10)
+            statuses.append(client.get(f"{small_server.origin}/v1/account").status_code)
+
+        workers = [threading.Thread(target=call) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+    assert statuses == [200] * threads
+    assert provider.calls == [False, True]
+    assert [size > 8 * KiB for size in small_server.heads].count(True) == threads
+    assert len(small_server.tokens) == threads
+    assert set(small_server.tokens) == {small_server.tokens[0]}
+
+
+def test_tasks_refused_with_431_at_once_share_one_refresh(
+    small_server: HeaderLimitServer,
+) -> None:
+    """Under asyncio too, twenty requests refused together with 431 share one refresh."""
+    provider = Sizes(10 * KiB, 1 * KiB)
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.load("alice", provider)
+    pipeline.get_context()
+    tasks = 20
+    small_server.hold = threading.Barrier(tasks)
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(auth=pipeline) as client:
+            url = f"{small_server.origin}/v1/account"
+            responses = await asyncio.gather(*(client.get(url) for _ in range(tasks)))
+        return [response.status_code for response in responses]
+
+    assert asyncio.run(main()) == [200] * tasks
+    assert provider.calls == [False, True]
+    assert [size > 8 * KiB for size in small_server.heads].count(True) == tasks
 
 
 def test_a_431_under_asyncio_is_handled_the_same(small_server: HeaderLimitServer) -> None:
