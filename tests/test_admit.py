@@ -4,6 +4,7 @@ and what a server's 431 or dropped connection does, against real servers on 127.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import threading
@@ -15,7 +16,13 @@ import httpx
 import pytest
 
 from asapp_auth import AuthContext, AuthPipeline, ContextHeader, Customer, hookimpl
-from asapp_auth.errors import ConfigurationError, InvalidContextError, TokenRejectedError
+from asapp_auth._any_client import KINDS, open_client
+from asapp_auth.errors import (
+    AsappAuthError,
+    ConfigurationError,
+    InvalidContextError,
+    TokenRejectedError,
+)
 from asapp_auth.testing import Exchange, FakePlatform, RecordingProvider
 
 KiB = 1024
@@ -535,3 +542,71 @@ def test_a_platform_route_answering_431_is_classified_like_a_server(
     with httpx.Client(auth=pipeline) as client:
         assert client.get(f"{platform.url}/limited").status_code == 200
     assert recording.calls == [False, True]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_client_refreshes_once_on_a_431_and_raises_on_a_second(
+    kind: str, small_server: HeaderLimitServer
+) -> None:
+    """httpx, httpx2, requests and aiohttp all take a 431 on a context the same way: one
+    refresh and one retry, then TokenRejectedError (status 431) when it comes again."""
+    retried = Sizes(10 * KiB, 1 * KiB)
+    pipeline = AuthPipeline(origins=[small_server.origin])
+    pipeline.load("alice", retried)
+    client = open_client(kind, pipeline)
+    try:
+        assert client.request("GET", f"{small_server.origin}/v1/account").status == 200
+        pipeline.set_customer("bob", Sizes(10 * KiB))
+        with pytest.raises(TokenRejectedError) as caught:
+            client.request("GET", f"{small_server.origin}/v1/account")
+    finally:
+        client.close()
+    assert caught.value.status_code == 431
+    assert retried.calls == [False, True]
+    assert [size > 8 * KiB for size in small_server.heads] == [True, False, True, True]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_client_raises_its_own_error_on_a_dropped_connection(
+    kind: str, closing_server: HeaderLimitServer
+) -> None:
+    """On every client a connection closed on large headers is the client's own error, not
+    an asapp-auth one, and the provider is not asked again."""
+    provider = Sizes(10 * KiB)
+    pipeline = AuthPipeline(origins=[closing_server.origin])
+    pipeline.load("alice", provider)
+    client = open_client(kind, pipeline)
+    errors: list[Exception] = []
+    try:
+        for _ in range(2):
+            try:
+                client.request("GET", f"{closing_server.origin}/v1/account")
+            except Exception as exc:  # each client raises its own kind
+                errors.append(exc)
+    finally:
+        client.close()
+    assert len(errors) == 2
+    assert not any(isinstance(error, AsappAuthError) for error in errors)
+    assert provider.calls == [False]
+
+
+def test_requests_releases_the_response_it_raises_on(small_server: HeaderLimitServer) -> None:
+    """When the requests adapter raises TokenRejectedError from its response hook, the refused
+    response is closed: its socket is not left for the garbage collector to find open."""
+    pytest.importorskip("requests")
+
+    def refused_twice() -> int:
+        pipeline = AuthPipeline(origins=[small_server.origin])
+        pipeline.load("bob", Sizes(10 * KiB))
+        client = open_client("requests", pipeline)
+        try:
+            with pytest.raises(TokenRejectedError) as caught:
+                client.request("GET", f"{small_server.origin}/v1/account")
+        finally:
+            client.close()
+        return caught.value.status_code
+
+    assert refused_twice() == 431
+    # The error's traceback held the hook's frames; freed with them, an unclosed socket would
+    # be reported here (an unraisable ResourceWarning, an error under this suite's filters).
+    gc.collect()

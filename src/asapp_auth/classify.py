@@ -17,7 +17,7 @@ any           anything else                                            OK (retur
 TOKEN_EXPIRED drops the context from the cache, asks the provider for a fresh one
 (``needs_refresh=True``) and sends the request once more; refused again, the request raises
 ``TokenRejectedError`` (``status_code`` 401 or 431). A connection the server closes gives no
-response to classify: httpx raises its own error to the app, and the context stays cached.
+response to classify: the client raises its own error to the app, and the context stays cached.
 
 A plugin's ``classify_response`` hook is asked first on a 401 (it may also answer ``RETRY``: send
 again once with a fresh per-request part). Replace the rules with

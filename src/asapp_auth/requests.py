@@ -178,6 +178,9 @@ class _Exchange:
             while not isinstance(item, _flow.Done):
                 response = _send_again(response, item, kwargs)
                 item = _flow.advance_sync(wire, steps, response)
+        except BaseException:
+            response.close()  # raised instead of returned: nobody else will release it
+            raise
         finally:
             self.steps = None
             steps.close()
