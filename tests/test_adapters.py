@@ -459,3 +459,73 @@ def test_a_malformed_proof_is_refused_naming_the_plugin(
     assert words in str(caught.value)
     assert "break" not in str(caught.value)
     assert platform.received == []
+
+
+class Gated(RecordingProvider):
+    """A RecordingProvider whose first call waits for ``release``; ``entered`` says it began,
+    ``answered`` that a call after the first returned."""
+
+    def __init__(self, platform: FakePlatform, customer_id: str, **kwargs: Any) -> None:
+        super().__init__(platform, customer_id, **kwargs)
+        self.entered, self.release, self.answered = (threading.Event() for _ in range(3))
+
+    def __call__(self, needs_refresh: bool) -> AuthContext:
+        first = not self.calls
+        self.entered.set()
+        if first:
+            assert self.release.wait(30), "the test never released the provider"
+        context = super().__call__(needs_refresh)
+        if not first:
+            self.answered.set()
+        return context
+
+
+def test_a_switch_while_a_context_is_fetched_sends_nothing_as_the_old_customer(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A request waiting on alice's provider when bob is set goes as bob, like every request
+    started after the switch: the platform never sees alice."""
+    alice = Gated(platform, "alice")
+    pipeline.load("alice", alice)
+    results: list[Any] = []
+    first = threading.Thread(
+        target=lambda: results.append(session.request("GET", f"{platform.url}/v1/account"))
+    )
+    first.start()
+    assert alice.entered.wait(30)
+    pipeline.set_customer("bob", RecordingProvider(platform, "bob"))
+    after = session.request("GET", f"{platform.url}/v1/account")
+    alice.release.set()
+    first.join(30)
+    assert json.loads(after.body) == {"customer": "bob"}
+    assert [json.loads(r.body) for r in results] == [{"customer": "bob"}]
+    assert {r.customer_id for r in platform.received} == {"bob"}
+
+
+def test_refresh_ahead_runs_in_the_background_while_the_context_is_served(
+    session: Session, platform: FakePlatform
+) -> None:
+    """Inside the refresh-ahead window one background refresh runs; requests keep the valid
+    context meanwhile."""
+    pipeline = AuthPipeline(
+        origins=[platform.origin],
+        expiry_margin=1,
+        refresh_ahead=3600,
+        refresh_ahead_fraction=0.99,
+        plugin_manager=get_plugin_manager(),
+    )
+    # Served for 19 s (20 less the margin), and due for a refresh ahead at once (19.8 s ahead).
+    provider = Gated(platform, "alice", lifetime=20)
+    provider.release.set()  # the first call does not wait: only the refresh is watched
+    pipeline.load("alice", provider)
+    opened = open_client(session.kind, pipeline)
+    try:
+        first = opened.request("GET", f"{platform.url}/v1/account")
+        second = opened.request("GET", f"{platform.url}/v1/account")
+        assert provider.answered.wait(30), "no refresh ahead ran"
+    finally:
+        opened.close()
+    assert (first.status, second.status) == (200, 200)
+    assert provider.calls == [False, True]
+    served = {r.headers["Authorization"] for r in platform.received}
+    assert served == {f"Bearer {provider.tokens[0]}"}
