@@ -30,7 +30,8 @@ def test_every_hook_is_documented_with_who_calls_it_and_what_none_means() -> Non
     """Each hookspec has a docstring saying who calls it and what its return value means."""
     for name in _hooks():
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
-        assert "by the pipeline" in doc, name
+        # The pipeline calls most hooks; the asapp-auth command line calls register_commands.
+        assert "by the pipeline" in doc or "by ``asapp-auth``" in doc, name
         assert "None" in doc or "ignored" in doc, name
 
 

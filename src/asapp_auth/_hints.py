@@ -8,7 +8,15 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["BUNDLED", "closest", "did_you_mean", "install_hint", "kind", "unknown_setting"]
+__all__ = [
+    "BUNDLED",
+    "PLUGIN_COMMANDS",
+    "closest",
+    "did_you_mean",
+    "install_hint",
+    "kind",
+    "unknown_setting",
+]
 
 BUNDLED = {
     "static": "plugins/asapp-auth-static",
@@ -17,6 +25,10 @@ BUNDLED = {
     "example": "examples/asapp-auth-example",
 }
 """The plugin distributions in asapp-auth's repository, by entry-point name, where they live."""
+
+PLUGIN_COMMANDS = {"jwks": "jwt"}
+"""The commands our own plugins add to ``asapp-auth``, by the plugin that adds them: names only,
+to say what to install when one is asked for without its plugin."""
 
 # src/asapp_auth/_hints.py -> the checkout's root, when asapp-auth runs from one.
 _CHECKOUT = Path(__file__).resolve().parents[2]

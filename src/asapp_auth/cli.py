@@ -17,22 +17,32 @@ is plain text (``NO_COLOR`` is respected trivially: there is no colour).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from ._any_client import KINDS as CLIENT_KINDS
+from ._hints import PLUGIN_COMMANDS, did_you_mean
+from ._hookcalls import HookCall
+from .commands import CommandError, Commands
 from .config import check_file
 from .demo import PROVIDERS, missing_client, missing_plugin
 from .demo import run as run_demo
 from .errors import AsappAuthError, ConfigurationError, PluginError
 from .pipeline import AuthPipeline
-from .plugins import discover, hook_problems_of, hooks_of
+from .plugins import (
+    discover,
+    get_plugin_manager,
+    hook_problems_of,
+    hooks_of,
+    register_plugin,
+    unavailable,
+)
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -65,18 +75,6 @@ def _plugins(args: argparse.Namespace) -> int:
             state = f"hooks: {hooks}"
         print(f"{name!s:<12} {where:<28} {state}")
     return 1 if any(row["error"] or row["problems"] for row in rows) else 0
-
-
-def _jwks(args: argparse.Namespace) -> int:
-    try:
-        command = importlib.import_module("asapp_auth_jwt.__main__")
-    except ImportError:
-        print(
-            "asapp-auth: the jwks command needs the JWT plugin: pip install asapp-auth-jwt",
-            file=sys.stderr,
-        )
-        return 2
-    return int(command.main(["jwks", *args.rest]))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -135,12 +133,12 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise _UsageError(
+        raise CommandError(
             f"keygen --out {path}: the file exists, and a key is never overwritten (the entries "
             "sealed with it would be lost); remove it first, or give another path"
         ) from None
     except OSError as exc:
-        raise _UsageError(f"keygen --out {path}: cannot create it ({exc.strerror})") from None
+        raise CommandError(f"keygen --out {path}: cannot create it ({exc.strerror})") from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(key + "\n")
     print(f"wrote a new cache key to {path} (mode 600); use it as file:{path}")
@@ -169,13 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
         "httpx2-async, requests or aiohttp",
     )
     demo.set_defaults(run=_demo)
-    jwks = sub.add_parser(
-        "jwks",
-        help="the public JWKS of JWT-plugin keys (KEY... [--kid] [--algorithm] [--passphrase-env])",
-        add_help=False,
-    )
-    jwks.add_argument("rest", nargs=argparse.REMAINDER)
-    jwks.set_defaults(run=_jwks)
     check = sub.add_parser("check", help="validate a configuration file and report each problem")
     check.add_argument("--config", help="asapp-auth.toml or pyproject.toml (default: found)")
     check.set_defaults(run=_check)
@@ -195,20 +186,71 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(run=_plugins)
+    _plugin_commands(sub)
     return parser
 
 
-class _UsageError(Exception):
-    """A command's own usage problem, said in one line (exit 2)."""
+def _plugin_commands(sub: Any) -> None:
+    """The commands installed plugins add through ``register_commands``; a plugin that fails
+    there loses its commands, with one line on stderr, and breaks no other."""
+    manager = get_plugin_manager()
+    for info in discover():
+        if not info.loaded:
+            continue  # asapp-auth plugins reports it
+        try:
+            register_plugin(manager, info.plugin, info.name)
+        except AsappAuthError:
+            continue  # asapp-auth plugins reports it
+    commands = Commands(sub)
+    call = HookCall(manager, "register_commands", {"commands": commands})
+    for impl in call.impls:
+        commands.plugin = impl.plugin_name
+        try:
+            call(impl)
+        except Exception as exc:
+            print(
+                f"asapp-auth: plugin {impl.plugin_name!r}: its commands are left out: "
+                f"register_commands raised {type(exc).__name__}: {exc}".splitlines()[0],
+                file=sys.stderr,
+            )
+
+
+def _unknown_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """Why the command ``argv`` names does not exist, and what to do; ``None`` when it does, or
+    when argparse should speak (no command, an option first)."""
+    words = [word for word in argv if word != "--debug"]
+    if not words or words[0].startswith("-"):
+        return None
+    known = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    command = words[0]
+    if command in known:
+        return None
+    plugin = PLUGIN_COMMANDS.get(command)
+    if plugin is not None:
+        installed = [info.name for info in discover()]
+        return f"the {command} command comes with the {plugin} plugin: " + unavailable(
+            plugin, installed
+        )
+    return f"unknown command {command!r}{did_you_mean(command, known)}; see asapp-auth --help"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problem = _unknown_command(parser, argv)
+    if problem is not None:
+        print(f"asapp-auth: {problem}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args))
     except BrokenPipeError:  # the reader went away (asapp-auth plugins | head)
         return 0
-    except _UsageError as exc:
+    except CommandError as exc:
         print(f"asapp-auth: {exc}", file=sys.stderr)
         return 2
     except (AsappAuthError, OSError) as exc:

@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .classify import Verdict
+    from .commands import Commands
     from .context import AuthContext
     from .customer import Customer
     from .pipeline import AuthPipeline
@@ -140,4 +141,24 @@ def classify_response(
     counts as ``OK``), ``TOKEN_EXPIRED`` or ``LOGIN_REQUIRED`` to refresh or log in, ``OK`` to hand
     the response back as it is, or ``None`` for the default rules of ``asapp_auth.classify``. It
     runs on the request path: keep it fast.
+    """
+
+
+@hookspec
+def register_commands(commands: Commands) -> None:
+    """Add subcommands to the ``asapp-auth`` command line with ``commands.add(...)``.
+
+    Called by ``asapp-auth`` once per run, while it builds its parser, on each installed plugin
+    that ``ASAPP_AUTH_PLUGINS`` allows: on the entry point's object itself (a module-level
+    function of the plugin's module), not on one made from settings, so it needs none. The core
+    imports no plugin module by name; this is how a plugin's commands get there.
+
+    :param commands: ``commands.add(name, help=..., run=...)`` returns the new subcommand's
+        ``argparse`` parser, to add arguments to; ``run(args)`` runs it and returns the exit
+        status. ``asapp-auth NAME -h`` then works as for every command, its usage line says
+        ``asapp-auth NAME``, and errors are one line starting ``asapp-auth:`` (raise
+        ``asapp_auth.commands.CommandError`` for a problem with the arguments: exit 2).
+    :returns: nothing: every implementation is called, and return values are ignored. One that
+        raises, or takes a name that is taken, loses its commands with a one-line warning; the
+        others keep theirs.
     """

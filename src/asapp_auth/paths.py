@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["relative_to", "setting_path"]
 
-_folder: ContextVar[Path | None] = ContextVar("asapp_auth_settings_folder", default=None)
+_folder: ContextVar[Path | None] = ContextVar("asapp_auth.paths.folder", default=None)
 
 
 @contextmanager

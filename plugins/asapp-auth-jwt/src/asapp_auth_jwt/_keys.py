@@ -167,8 +167,17 @@ def jwk_to_key(jwk: Mapping[str, Any], where: str = "given inline") -> SigningKe
     )
 
 
-def pem_to_key(data: bytes, where: str, passphrase: str | bytes | None) -> PrivateKey:
-    """The private key of PEM ``data``, decrypted with ``passphrase`` when it is encrypted."""
+def pem_to_key(
+    data: bytes,
+    where: str,
+    passphrase: str | bytes | None,
+    named_by: str = "setting 'passphrase_env'",
+) -> PrivateKey:
+    """The private key of PEM ``data``, decrypted with ``passphrase`` when it is encrypted.
+
+    ``named_by`` is what names the passphrase's environment variable, for the message
+    about an encrypted key given none (a setting, or a command-line flag).
+    """
     if b"PUBLIC KEY-----" in data or b"CERTIFICATE-----" in data:
         raise ConfigurationError(
             f"{PLUGIN}: the PEM key {where} is a public key or certificate; signing needs the "
@@ -181,7 +190,7 @@ def pem_to_key(data: bytes, where: str, passphrase: str | bytes | None) -> Priva
         if password is None:
             raise ConfigurationError(
                 f"{PLUGIN}: the PEM key {where} is encrypted; give its passphrase "
-                "(setting 'passphrase_env' names the environment variable that holds it)"
+                f"({named_by} names the environment variable that holds it)"
             ) from None
         raise ConfigurationError(
             f"{PLUGIN}: the PEM key {where} is not encrypted, but a passphrase was given; "
@@ -202,7 +211,10 @@ def pem_to_key(data: bytes, where: str, passphrase: str | bytes | None) -> Priva
 
 
 def parse_key_data(
-    data: bytes, where: str, passphrase: str | bytes | None = None
+    data: bytes,
+    where: str,
+    passphrase: str | bytes | None = None,
+    named_by: str = "setting 'passphrase_env'",
 ) -> SigningKey | dict[str, Any]:
     """Key material in any supported text form: PEM (a key), or JSON (a JWK or JWKS dict)."""
     stripped = data.lstrip()
@@ -215,7 +227,7 @@ def parse_key_data(
             raise ConfigurationError(f"{PLUGIN}: the key {where} is not a JSON object")
         return parsed
     if stripped.startswith(b"-----BEGIN"):
-        return pem_to_key(stripped, where, passphrase)
+        return pem_to_key(stripped, where, passphrase, named_by)
     raise ConfigurationError(
         f"{PLUGIN}: the key {where} is neither PEM (-----BEGIN ...) nor JSON (a JWK or JWKS)"
     )

@@ -374,12 +374,14 @@ def load_signers(
     kid: str | None = None,
     passphrase: str | bytes | None = None,
     where: str | None = None,
+    named_by: str = "setting 'passphrase_env'",
 ) -> list[Signer]:
     """Signers for every key in ``source``: a PEM or JWK or JWKS file (a path), PEM or JSON
     bytes, a JWK or JWKS dict, a key object, or a ``Signer`` (returned as it is).
 
     ``algorithm`` and ``kid`` apply where the key does not say its own (a JWK's ``alg``/``kid``
-    win); ``kid`` is refused for a JWKS, whose keys each need their own.
+    win); ``kid`` is refused for a JWKS, whose keys each need their own. ``where`` says where the
+    key came from, and ``named_by`` what names a passphrase, in error messages.
     """
     if isinstance(source, Signer):
         return [source]
@@ -399,7 +401,7 @@ def load_signers(
                 f"{PLUGIN}: a key must be a path, PEM or JSON bytes, a JWK or JWKS dict, a key "
                 f"object or a Signer, not {type(source).__name__}"
             )
-        parsed = parse_key_data(data, label, passphrase)
+        parsed = parse_key_data(data, label, passphrase, named_by)
     if not isinstance(parsed, Mapping):
         return [Signer(parsed, algorithm=algorithm, kid=kid)]
     if "keys" in parsed:
