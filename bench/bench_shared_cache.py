@@ -24,8 +24,8 @@ answer other than 200).
 async), interleaved rounds and medians as in scenario 1, for a pipeline on ``MemoryContextCache``
 and on ``RedisContextCache`` with a fresh front copy, beside raw httpx with a static header. Then
 what a request pays when its front copy has expired (``front_ttl``): the latency of one front miss
-(``get_context`` after ``cache.clear()``, which clears only this process's copy: one Redis GET,
-unseal, adopt), back to back and after a few milliseconds of quiet, beside a bare redis-py GET
+(``get_context`` after ``cache.clear()``, which clears only this process's copy: one read script,
+unseal, adopt), back to back and after a few milliseconds of quiet, beside a bare redis-py HGET
 and a ``MemoryContextCache`` miss; how often a request pays it, measured with a short
 ``front_ttl`` at paced rates; and that worked out for the default ``front_ttl`` of 5 s.
 
@@ -81,7 +81,9 @@ RAW, MEMORY, REDIS = (
 )
 FRONT_TTL = 5.0  # RedisContextCache's default
 IDLE = 0.005  # quiet before a front miss, enough for Redis and its connection to go idle
-SHARED_MISS = "RedisContextCache front miss: get_context after cache.clear() (GET, unseal, adopt)"
+SHARED_MISS = (
+    "RedisContextCache front miss: get_context after cache.clear() (read script, unseal, adopt)"
+)
 RATES = [10, 100, 1_000, 10_000]  # requests per second per process, for the worked figures
 
 
@@ -405,7 +407,7 @@ def front_miss(
     memory_cache = MemoryContextCache()
     memory = make_pipeline(memory_cache)
     client = redis.Redis.from_url(redis_url)
-    stored = client.keys(f"{namespace}:*:ctx")[0]
+    stored = client.keys(f"{namespace}:*")[0]
     reads = cache.stats["reads"]
 
     def shared_miss() -> None:
@@ -418,7 +420,7 @@ def front_miss(
 
     ways: dict[str, Callable[[], object]] = {
         SHARED_MISS: shared_miss,
-        "redis-py GET of the same entry alone": lambda: client.get(stored),
+        "redis-py HGET of the same entry alone": lambda: client.hget(stored, "v"),
         "MemoryContextCache miss: get_context after cache.clear() (provider answers at once)": (
             memory_miss
         ),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from redis_helpers import Target
 
 from asapp_auth import AuthPipeline, get_plugin_manager
 from asapp_auth.testing import FakePlatform, LogSecretsGuard
@@ -40,3 +42,17 @@ def elsewhere() -> Iterator[FakePlatform]:
 def pipeline(platform: FakePlatform) -> AuthPipeline:
     """A pipeline for the fake platform's origin, with a fresh plugin manager."""
     return AuthPipeline(origins=[platform.origin], plugin_manager=get_plugin_manager())
+
+
+@pytest.fixture(params=["server", "cluster"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each shared-cache behaviour runs on one redis-server and on a 3-primary Redis Cluster."""
+    if request.param == "cluster":
+        return Target(request.getfixturevalue("redis_cluster").url, cluster=True)
+    return Target(request.getfixturevalue("redis_server").url, cluster=False)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    """A Redis namespace of the test's own."""
+    return f"t{abs(hash(request.node.nodeid)) % 10**9}-{time.monotonic_ns()}"

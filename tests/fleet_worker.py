@@ -39,6 +39,7 @@ def main(options: dict[str, Any]) -> None:
         options["redis"],
         keys=[options["key"]],
         namespace=options["namespace"],
+        cluster=options.get("cluster", False),
         lock_ttl=options.get("lock_ttl", 30),
     )
     pipeline = AuthPipeline([options["platform"]], cache=cache, provider_timeout=20)

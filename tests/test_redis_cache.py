@@ -16,21 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
+from redis_helpers import Minter, Target, cut_off
 
 from asapp_auth import AuthContext, AuthPipeline, CachedContext
-from asapp_auth.errors import ConfigurationError
 from asapp_auth.redis_cache import RedisContextCache
-from asapp_auth.sealing import KeyRing, generate_key
-from asapp_auth.testing import Exchange, FakePlatform, RedisServer
+from asapp_auth.sealing import generate_key
+from asapp_auth.testing import Exchange, FakePlatform
 
 WORKER = Path(__file__).with_name("fleet_worker.py")
 KEY = generate_key()
-
-
-@pytest.fixture
-def namespace(request: pytest.FixtureRequest) -> str:
-    return f"t{abs(hash(request.node.nodeid)) % 10**9}-{time.monotonic_ns()}"
 
 
 @pytest.fixture
@@ -50,28 +44,8 @@ def minting(platform: FakePlatform) -> list[str]:
     return minted
 
 
-def make_cache(server: RedisServer, namespace: str, **options: Any) -> RedisContextCache:
-    options.setdefault("keys", [KEY])
-    return RedisContextCache(server.url, namespace=namespace, **options)
-
-
-class Minter:
-    """A provider that mints platform tokens and counts its calls; shared under ``cache_scope``."""
-
-    cache_scope = "minter"
-
-    def __init__(self, platform: FakePlatform, customer: str, lifetime: float = 300.0) -> None:
-        self.platform, self.customer, self.lifetime = platform, customer, lifetime
-        self.calls: list[bool] = []
-        self.previous: list[AuthContext | None] = []
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self, needs_refresh: bool) -> AuthContext:
-        with self.lock:
-            self.calls.append(needs_refresh)
-        time.sleep(self.delay)
-        return self.platform.context_for(self.customer, self.lifetime)
+def make_cache(target: Target, namespace: str, **options: Any) -> RedisContextCache:
+    return target.cache(namespace, KEY, **options)
 
 
 def pipeline_for(platform: FakePlatform, cache: RedisContextCache, **options: Any) -> AuthPipeline:
@@ -79,81 +53,27 @@ def pipeline_for(platform: FakePlatform, cache: RedisContextCache, **options: An
 
 
 def two_processes(
-    platform: FakePlatform, server: RedisServer, namespace: str, minter: Minter, **cache: Any
+    platform: FakePlatform, target: Target, namespace: str, minter: Minter, **cache: Any
 ) -> tuple[AuthPipeline, AuthPipeline]:
     """Two pipelines with caches of their own on one Redis namespace, as two processes have,
     both serving alice with ``minter``."""
     pipelines = []
     for _ in range(2):
-        pipeline = pipeline_for(platform, make_cache(server, namespace, **cache))
+        pipeline = pipeline_for(platform, make_cache(target, namespace, **cache))
         pipeline.load("alice", minter)
         pipelines.append(pipeline)
     return pipelines[0], pipelines[1]
-
-
-# -- sealing ------------------------------------------------------------------------------------
-
-
-def test_a_sealed_value_opens_only_with_its_binding_and_a_key_of_the_ring() -> None:
-    old, new = generate_key(), generate_key()
-    sealed = KeyRing([old]).seal(b"s3cr3t context", b"ns:alice")
-    assert b"s3cr3t" not in sealed
-    rotated = KeyRing([new, old])
-    assert rotated.open(sealed, b"ns:alice") == b"s3cr3t context"
-    assert rotated.open(rotated.seal(b"x", b"b"), b"b") == b"x"
-    from asapp_auth.sealing import UnsealError
-
-    with pytest.raises(UnsealError, match="stored elsewhere"):
-        rotated.open(sealed, b"ns:bob")
-    with pytest.raises(UnsealError, match="not in this ring"):
-        KeyRing([new]).open(sealed, b"ns:alice")
-    tampered = bytearray(sealed)
-    tampered[-1] ^= 1
-    with pytest.raises(UnsealError):
-        rotated.open(bytes(tampered), b"ns:alice")
-    with pytest.raises(UnsealError):
-        rotated.open(b"short", b"ns:alice")
-
-
-@pytest.mark.parametrize(
-    ("keys", "message"),
-    [
-        ([], "at least one key"),
-        (["not-a-key"], "32-byte key"),
-        ([b"short"], "32 bytes"),
-        (["env:ASAPP_AUTH_TEST_MISSING_KEY"], "ASAPP_AUTH_TEST_MISSING_KEY"),
-        ([KEY, KEY], "same key twice"),
-    ],
-)
-def test_bad_keys_fail_at_configuration(keys: list[Any], message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message) as caught:
-        KeyRing(keys)
-    assert KEY not in str(caught.value)
-
-
-def test_keys_come_from_env_and_file_references(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first, second = generate_key(), bytes(range(32)).hex()
-    monkeypatch.setenv("CACHE_KEY", first)
-    (tmp_path / "key").write_text(second + "\n")
-    ring = KeyRing(["env:CACHE_KEY", f"file:{tmp_path / 'key'}"])
-    assert len(ring) == 2
-    assert first not in repr(ring)
-    hex_ring = KeyRing([f"file:{tmp_path / 'key'}"])
-    assert KeyRing([bytes(range(32))]).open(hex_ring.seal(b"v", b"k"), b"k") == b"v"
-    assert ring.open(hex_ring.seal(b"v", b"k"), b"k") == b"v"  # the second key opens too
 
 
 # -- sharing between processes ------------------------------------------------------------------
 
 
 def test_a_context_fetched_by_one_process_serves_another(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    first = pipeline_for(platform, make_cache(redis_server, namespace))
-    second = pipeline_for(platform, make_cache(redis_server, namespace))
+    first = pipeline_for(platform, make_cache(target, namespace))
+    second = pipeline_for(platform, make_cache(target, namespace))
     first.load("alice", minter)
     second.load("alice", minter)
     token = first.get_context().token
@@ -162,30 +82,31 @@ def test_a_context_fetched_by_one_process_serves_another(
     with httpx.Client(auth=second) as client:
         assert client.get(f"{platform.url}/v1/account").json() == {"customer": "alice"}
     # Stored sealed: neither the token nor the customer id is readable in Redis.
-    raw = redis.Redis.from_url(redis_server.url)
-    values = [raw.get(key) for key in raw.keys(f"{namespace}:*")]
-    assert values
-    assert all(token.encode() not in v and b"alice" not in v for v in values if v)
+    names = target.names(namespace)
+    assert names
+    assert all(b"alice" not in name for name in names)
+    values = [b"".join(target.raw().hvals(name)) for name in names]
+    assert all(token.encode() not in v and b"alice" not in v for v in values)
 
 
 def test_other_namespaces_and_other_scopes_do_not_share(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace))
-    b = pipeline_for(platform, make_cache(redis_server, namespace + "-other"))
+    a = pipeline_for(platform, make_cache(target, namespace))
+    b = pipeline_for(platform, make_cache(target, namespace + "-other"))
     a.load("alice", minter)
     b.load("alice", minter)
     assert a.get_context().token != b.get_context().token
     other = Minter(platform, "alice")
     other.cache_scope = "another-tenant"
-    c = pipeline_for(platform, make_cache(redis_server, namespace))
+    c = pipeline_for(platform, make_cache(target, namespace))
     c.load("alice", other)
     assert c.get_context().token != a.get_context().token
 
 
 def test_providers_without_a_scope_are_never_shared(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """Two tenants' closures made by one factory look alike across processes: not shared."""
 
@@ -195,18 +116,18 @@ def test_providers_without_a_scope_are_never_shared(
 
         return provider
 
-    pipeline = pipeline_for(platform, make_cache(redis_server, namespace))
+    pipeline = pipeline_for(platform, make_cache(target, namespace))
     first = pipeline.for_customer("42", provider_for("tenant-a")).get_context()
     second = pipeline.for_customer("42", provider_for("tenant-b")).get_context()
     assert first is not None
     assert second is not None
     assert platform.customer_of(first.token) == "tenant-a-42"
     assert platform.customer_of(second.token) == "tenant-b-42"
-    assert redis.Redis.from_url(redis_server.url).keys(f"{namespace}:*") == []
+    assert target.names(namespace) == []
 
 
 def test_plugins_share_by_name_settings_and_origins(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     from asapp_auth.hookspecs import hookimpl
 
@@ -219,7 +140,7 @@ def test_plugins_share_by_name_settings_and_origins(
             return platform.context_for(f"{self.tenant}-{customer.id}")
 
     def token(tenant: str, name: str | None, origins: list[str]) -> str | None:
-        pipeline = AuthPipeline(origins, cache=make_cache(redis_server, namespace))
+        pipeline = AuthPipeline(origins, cache=make_cache(target, namespace))
         pipeline.register(Tenant(tenant), name)
         return pipeline.for_customer("42").get_context().token  # type: ignore[union-attr]
 
@@ -233,7 +154,7 @@ def test_plugins_share_by_name_settings_and_origins(
 
 def _run_fleet(
     platform: FakePlatform,
-    server: RedisServer,
+    target: Target,
     namespace: str,
     *,
     workers: int,
@@ -242,7 +163,8 @@ def _run_fleet(
 ) -> list[dict[str, Any]]:
     start_at = time.time() + 2.0
     options = {
-        "redis": server.url,
+        "redis": target.url,
+        "cluster": target.cluster,
         "key": KEY,
         "namespace": namespace,
         "platform": platform.url,
@@ -271,17 +193,17 @@ def _run_fleet(
 @pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_a_fleet_refreshes_a_rejected_context_once(
     platform: FakePlatform,
-    redis_server: RedisServer,
+    target: Target,
     namespace: str,
     minting: list[str],
     mode: str,
 ) -> None:
     """4 processes x 50 concurrent requests on a context the platform has expired: 1 refresh."""
-    seeder = pipeline_for(platform, make_cache(redis_server, namespace))
+    seeder = pipeline_for(platform, make_cache(target, namespace))
     seeder.load("alice", Minter(platform, "alice"))
     stale = seeder.get_context().token
     platform.expire(stale)
-    results = _run_fleet(platform, redis_server, namespace, workers=4, callers=50, mode=mode)
+    results = _run_fleet(platform, target, namespace, workers=4, callers=50, mode=mode)
     assert [r["errors"] for r in results] == [[]] * 4
     assert [r["statuses"] for r in results] == [{"200": 50}] * 4
     assert len(minting) == 1, f"{len(minting)} token calls for the fleet"
@@ -290,18 +212,19 @@ def test_a_fleet_refreshes_a_rejected_context_once(
 
 
 def test_a_fleet_starting_cold_makes_one_token_call(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str, minting: list[str]
+    platform: FakePlatform, target: Target, namespace: str, minting: list[str]
 ) -> None:
-    results = _run_fleet(platform, redis_server, namespace, workers=4, callers=50, mode="threads")
+    results = _run_fleet(platform, target, namespace, workers=4, callers=50, mode="threads")
     assert [r["statuses"] for r in results] == [{"200": 50}] * 4
     assert len(minting) == 1
 
 
 def test_a_lock_holder_killed_mid_refresh_is_taken_over_within_the_lock_lifetime(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str, minting: list[str]
+    platform: FakePlatform, target: Target, namespace: str, minting: list[str]
 ) -> None:
     options = {
-        "redis": redis_server.url,
+        "redis": target.url,
+        "cluster": target.cluster,
         "key": KEY,
         "namespace": namespace,
         "platform": platform.url,
@@ -329,7 +252,7 @@ def test_a_lock_holder_killed_mid_refresh_is_taken_over_within_the_lock_lifetime
             holder.stdout.close()
     minter = Minter(platform, "alice")
     survivor = pipeline_for(
-        platform, make_cache(redis_server, namespace, lock_ttl=1.5), provider_timeout=10
+        platform, make_cache(target, namespace, lock_ttl=1.5), provider_timeout=10
     )
     survivor.load("alice", minter)
     assert survivor.get_context().token
@@ -339,22 +262,21 @@ def test_a_lock_holder_killed_mid_refresh_is_taken_over_within_the_lock_lifetime
 
 
 def test_a_waiter_gives_up_at_the_provider_timeout_and_caches_nothing(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
-    raw = redis.Redis.from_url(redis_server.url)
-    cache = make_cache(redis_server, namespace, lock_ttl=30)
+    cache = make_cache(target, namespace, lock_ttl=30)
     pipeline = pipeline_for(platform, cache, provider_timeout=0.3)
     minter = Minter(platform, "alice")
     pipeline.load("alice", minter)
     name = cache._name(pipeline.customer, pipeline._provider_id(pipeline.customer))  # type: ignore[arg-type]
-    raw.set(f"{name}:lock", "someone-else", px=30_000)
+    target.hold_lock(name, "someone-else", 30)
     from asapp_auth.errors import ProviderTimeoutError
 
     with pytest.raises(ProviderTimeoutError, match="kept refreshing") as caught:
         pipeline.get_context()
     assert caught.value.customer_id == "alice"
     assert minter.calls == []
-    raw.delete(f"{name}:lock")
+    target.drop_lock(name)
     assert pipeline.get_context().token
     assert minter.calls == [False]
 
@@ -372,10 +294,10 @@ def _until(condition: Any, timeout: float = 3.0) -> bool:
 
 
 def test_a_refresh_after_a_rejection_reaches_the_other_processes_copies(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter, front_ttl=600)
+    a, b = two_processes(platform, target, namespace, minter, front_ttl=600)
     old = a.get_context().token
     assert b.get_context().token == old
     platform.expire(old)
@@ -390,10 +312,10 @@ def test_a_refresh_after_a_rejection_reaches_the_other_processes_copies(
 
 
 def test_clearing_a_customer_drops_its_context_for_the_fleet(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter, front_ttl=600)
+    a, b = two_processes(platform, target, namespace, minter, front_ttl=600)
     old = a.get_context().token
     assert b.get_context().token == old
     a.clear()
@@ -403,10 +325,10 @@ def test_clearing_a_customer_drops_its_context_for_the_fleet(
 
 
 def test_a_copy_expires_after_front_ttl_and_is_read_again_not_refreshed(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    cache = make_cache(redis_server, namespace, front_ttl=0.1)
+    cache = make_cache(target, namespace, front_ttl=0.1)
     pipeline = pipeline_for(platform, cache)
     pipeline.load("alice", minter)
     token = pipeline.get_context().token
@@ -422,21 +344,19 @@ def test_a_copy_expires_after_front_ttl_and_is_read_again_not_refreshed(
 
 def test_tampered_foreign_and_misplaced_entries_are_misses_with_a_warning(
     platform: FakePlatform,
-    redis_server: RedisServer,
+    target: Target,
     namespace: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    raw = redis.Redis.from_url(redis_server.url)
     alice, bob = Minter(platform, "alice"), Minter(platform, "bob")
-    first = pipeline_for(platform, make_cache(redis_server, namespace))
+    first = pipeline_for(platform, make_cache(target, namespace))
     first.load("alice", alice)
     alice_token = first.get_context().token
-    cache = make_cache(redis_server, namespace)
+    cache = make_cache(target, namespace)
     reader = pipeline_for(platform, cache)
     customer = reader.set_customer("alice", alice)
-    name = cache._name(customer, reader._provider_id(customer))
-    key = f"{name}:ctx"
-    sealed = raw.get(key)
+    key = cache._name(customer, reader._provider_id(customer))
+    sealed = target.entry(key)
     assert sealed is not None
 
     def read_fresh(pipeline: AuthPipeline) -> str | None:
@@ -444,20 +364,20 @@ def test_tampered_foreign_and_misplaced_entries_are_misses_with_a_warning(
         return pipeline.get_context().token
 
     caplog.set_level(logging.WARNING, "asapp_auth")
-    raw.set(key, sealed[:-1] + bytes([sealed[-1] ^ 1]))  # tampered
+    target.put_entry(key, sealed[:-1] + bytes([sealed[-1] ^ 1]))  # tampered
     assert read_fresh(reader) not in (None, alice_token)
-    foreign = RedisContextCache(redis_server.url, keys=[generate_key()], namespace=namespace)
+    foreign = make_cache(target, namespace, keys=[generate_key()])
     other = pipeline_for(platform, foreign)
     other.load("alice", alice)
     foreign.clear()
-    raw.delete(key)
+    target.raw().delete(key)
     other.get_context()  # alice's entry, sealed with a key the others do not have
     assert read_fresh(reader) != other.get_context().token
     # Alice's entry copied under Bob's name is not Bob's context.
-    alices = raw.get(key)
+    alices = target.entry(key)
     assert alices is not None
     bob_customer = reader.set_customer("bob", bob)  # (which drops Alice's entry from Redis)
-    raw.set(f"{cache._name(bob_customer, reader._provider_id(bob_customer))}:ctx", alices)
+    target.put_entry(cache._name(bob_customer, reader._provider_id(bob_customer)), alices)
     assert platform.customer_of(read_fresh(reader)) == "bob"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     # Each cache warns once a minute at most, whatever the number of bad entries.
@@ -465,36 +385,35 @@ def test_tampered_foreign_and_misplaced_entries_are_misses_with_a_warning(
     assert alice_token not in caplog.text
 
 
-def _alices_key(platform: FakePlatform, server: RedisServer, namespace: str) -> str:
-    cache = make_cache(server, namespace)
+def _alices_key(platform: FakePlatform, target: Target, namespace: str) -> str:
+    cache = make_cache(target, namespace)
     pipeline = pipeline_for(platform, cache)
     customer = pipeline.set_customer("alice", Minter(platform, "alice"))
-    return f"{cache._name(customer, pipeline._provider_id(customer))}:ctx"  # type: ignore[arg-type]
+    return cache._name(customer, pipeline._provider_id(customer))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("prefix", [b"1" + b"0" * 30, b"9" * 15])
 def test_an_entry_with_a_huge_generation_is_replaced_and_sharing_resumes(
     platform: FakePlatform,
-    redis_server: RedisServer,
+    target: Target,
     namespace: str,
     caplog: pytest.LogCaptureFixture,
     prefix: bytes,
 ) -> None:
     """A tampered entry whose generation is out of range (or in range but unreadable) is
     refused with a warning and replaced under the lock: the next process adopts the new one."""
-    raw = redis.Redis.from_url(redis_server.url)
     minter = Minter(platform, "alice")
-    first = pipeline_for(platform, make_cache(redis_server, namespace))
+    first = pipeline_for(platform, make_cache(target, namespace))
     first.load("alice", minter)
     assert first.get_context() is not None
-    key = _alices_key(platform, redis_server, namespace)
-    raw.set(key, prefix + b"|not-a-sealed-value", px=86_400_000)
+    key = _alices_key(platform, target, namespace)
+    target.put_entry(key, prefix + b"|not-a-sealed-value")
     caplog.set_level(logging.WARNING, "asapp_auth")
-    b, c = two_processes(platform, redis_server, namespace, minter)
+    b, c = two_processes(platform, target, namespace, minter)
     token = b.get_context().token
     assert c.get_context().token == token
     assert len(minter.calls) == 2  # the first process, then one refresh for B and C
-    stored = raw.get(key)
+    stored = target.entry(key)
     assert stored is not None
     assert int(stored.partition(b"|")[0]) < 10**15
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -504,16 +423,15 @@ def test_an_entry_with_a_huge_generation_is_replaced_and_sharing_resumes(
 
 
 def test_a_good_copy_replaces_a_tampered_entry_without_asking_the_provider(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A process whose copy is still good, finding a generation of 10**30 in Redis, stores its
     copy over it under the lock; another process then adopts that copy."""
-    raw = redis.Redis.from_url(redis_server.url)
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter)
+    a, b = two_processes(platform, target, namespace, minter)
     token = a.get_context().token
-    key = _alices_key(platform, redis_server, namespace)
-    raw.set(key, b"1" + b"0" * 30 + b"|junk", px=86_400_000)
+    key = _alices_key(platform, target, namespace)
+    target.put_entry(key, b"1" + b"0" * 30 + b"|junk")
     copy = a.cached()
     assert copy is not None
     copy.expires_at = 0.0  # A's copy lapses in front (it is still valid): A reads Redis again
@@ -522,82 +440,15 @@ def test_a_good_copy_replaces_a_tampered_entry_without_asking_the_provider(
     assert minter.calls == [False]
 
 
-# -- Redis trouble ------------------------------------------------------------------------------
-
-
-def test_redis_down_at_start_serves_from_the_process_and_warns_once(
-    platform: FakePlatform, caplog: pytest.LogCaptureFixture
-) -> None:
-    server = RedisServer()  # not started: nothing listens on its port
-    cache = RedisContextCache(server.url, keys=[KEY], namespace="down", retry_after=60)
-    pipeline = pipeline_for(platform, cache)
-    minter = Minter(platform, "alice")
-    pipeline.load("alice", minter)
-    with httpx.Client(auth=pipeline) as client:
-        for _ in range(5):
-            assert client.get(f"{platform.url}/v1/account").status_code == 200
-    assert minter.calls == [False]
-    assert [r.getMessage() for r in caplog.records].count(
-        next(r.getMessage() for r in caplog.records if "did not answer" in r.getMessage())
-    ) == 1
-
-
-def test_redis_stopped_and_restarted_mid_load_loses_no_request(
-    platform: FakePlatform, namespace: str, redis_server: RedisServer
-) -> None:
-    server = RedisServer().start()  # a server of its own to stop: redis_server is shared
-    try:
-        cache = RedisContextCache(
-            server.url, keys=[KEY], namespace=namespace, front_ttl=0.05, retry_after=0.2
-        )
-        minter = Minter(platform, "alice", lifetime=1.0)
-        pipeline = pipeline_for(platform, cache, expiry_margin=0.1, refresh_ahead=0.3)
-        pipeline.load("alice", minter)
-        failures: list[str] = []
-        done = threading.Event()
-        counts = [0]
-
-        def load() -> None:
-            with httpx.Client(auth=pipeline) as client:
-                while not done.is_set():
-                    try:
-                        status = client.get(f"{platform.url}/v1/account").status_code
-                    except Exception as exc:
-                        failures.append(type(exc).__name__)
-                    else:
-                        counts[0] += 1
-                        if status != 200:
-                            failures.append(str(status))
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.5)
-        server.stop()
-        time.sleep(1.5)  # past a token expiry: refreshed without Redis
-        server.start()
-        time.sleep(1.5)
-        done.set()
-        for thread in threads:
-            thread.join()
-        assert failures == []
-        assert counts[0] > 50
-        assert cache.stats["fallbacks"] >= 1
-        # Back in shared mode: the context is in Redis again.
-        assert _until(lambda: redis.Redis.from_url(server.url).keys(f"{namespace}:*:ctx"))
-    finally:
-        server.close()
-
-
 # -- asyncio ------------------------------------------------------------------------------------
 
 
 def test_many_tasks_on_two_processes_share_one_fetch_and_survive_cancellation(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
     minter.delay = 0.2
-    a, b = two_processes(platform, redis_server, namespace, minter)
+    a, b = two_processes(platform, target, namespace, minter)
 
     async def run() -> set[str | None]:
         doomed = [asyncio.create_task(a.aget_context()) for _ in range(50)]
@@ -617,7 +468,7 @@ def test_many_tasks_on_two_processes_share_one_fetch_and_survive_cancellation(
 
 
 def test_a_rotated_refresh_token_is_never_used_twice_across_processes(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """Each refresh spends the refresh token kept in the newest context's state."""
     spent: list[str] = []
@@ -648,7 +499,7 @@ def test_a_rotated_refresh_token_is_never_used_twice_across_processes(
     for _ in range(3):
         pipeline = pipeline_for(
             platform,
-            make_cache(redis_server, namespace, front_ttl=0.05),
+            make_cache(target, namespace, front_ttl=0.05),
             expiry_margin=0.05,
             refresh_ahead=0.2,
         )
@@ -664,94 +515,16 @@ def test_a_rotated_refresh_token_is_never_used_twice_across_processes(
     assert len(spent) >= 3  # several refreshes happened, each from the newest refresh token
 
 
-# -- configuration ------------------------------------------------------------------------------
-
-
-def test_a_redis_cache_from_the_configuration_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, namespace: str
-) -> None:
-    monkeypatch.setenv("ASAPP_AUTH_CACHE_KEY", KEY)
-    config = tmp_path / "asapp-auth.toml"
-    config.write_text(
-        'origins = ["https://api.chat.example"]\n'
-        "[cache]\n"
-        'backend = "redis"\n'
-        f'url = "{redis_server.url}"\n'
-        f'namespace = "{namespace}"\n'
-        'keys = ["env:ASAPP_AUTH_CACHE_KEY"]\n'
-        "front_ttl = 2\n"
-        "lock_ttl = 20\n"
-    )
-    pipeline = AuthPipeline.from_config(config)
-    assert isinstance(pipeline._cache, RedisContextCache)
-    assert "front_ttl=2" in repr(pipeline._cache)
-
-
-@pytest.mark.parametrize(
-    ("lines", "problem"),
-    [
-        (['backend = "redis"', 'keys = ["env:K"]'], "cache.url: required"),
-        (['backend = "redis"', 'url = "redis://127.0.0.1:1"'], "cache.keys: required"),
-        (['backend = "memcached"'], 'cache.backend: expected "memory" or "redis"'),
-        (['url = "redis://127.0.0.1:1"'], 'only with backend = "redis"'),
-        (
-            ['backend = "redis"', 'url = "redis://127.0.0.1:1"', 'keys = ["env:NOPE_NOT_SET"]'],
-            "NOPE_NOT_SET",
-        ),
-        (
-            ['backend = "redis"', 'url = "redis://127.0.0.1:1"', 'keys = "k"'],
-            "cache.keys: expected a list",
-        ),
-        (['backend = "redis"', 'url = "http://x"', 'keys = ["env:K"]'], "redis://"),
-    ],
-)
-def test_redis_cache_settings_are_checked_at_load(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str], problem: str
-) -> None:
-    monkeypatch.setenv("K", KEY)
-    config = tmp_path / "asapp-auth.toml"
-    config.write_text('origins = ["https://api.chat.example"]\n[cache]\n' + "\n".join(lines))
-    with pytest.raises(ConfigurationError, match=problem) as caught:
-        AuthPipeline.from_config(config)
-    assert str(config) in str(caught.value)
-    assert KEY not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    "url", ["redis://user:s3cr3t-pass@127.0.0.1:1/0", "redis://127.0.0.1:1/0?password=s3cr3t"]
-)
-def test_the_url_password_is_never_shown(url: str, caplog: pytest.LogCaptureFixture) -> None:
-    cache = RedisContextCache(url, keys=[KEY], namespace="shown", retry_after=60)
-    assert repr(cache) == "RedisContextCache(redis://127.0.0.1:1/0, namespace='shown', " + (
-        "front_ttl=5, entries=0)"
-    )
-    with FakePlatform() as platform:
-        pipeline = pipeline_for(platform, cache)
-        pipeline.load("alice", Minter(platform, "alice"))
-        assert pipeline.get_context() is not None  # Redis is down: served alone
-    assert "did not answer" in caplog.text
-    assert "s3cr3t" not in caplog.text
-    with pytest.raises(ConfigurationError) as caught:
-        RedisContextCache("redis:/user:s3cr3t@host", keys=[KEY])
-    assert "s3cr3t" not in str(caught.value)
-
-
-def test_a_client_that_decodes_responses_is_refused() -> None:
-    client = redis.Redis(host="127.0.0.1", port=1, decode_responses=True)
-    with pytest.raises(ConfigurationError, match="decode_responses"):
-        RedisContextCache(keys=[KEY], client=client)
-
-
 # -- what the review found ----------------------------------------------------------------------
 
 
 def test_the_lock_is_kept_while_a_slow_provider_runs(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A provider slower than lock_ttl keeps the lock: the other process waits, never refreshes."""
     minter = Minter(platform, "alice")
     minter.delay = 1.0
-    a, b = two_processes(platform, redis_server, namespace, minter, lock_ttl=0.3)
+    a, b = two_processes(platform, target, namespace, minter, lock_ttl=0.3)
     first = threading.Thread(target=a.get_context)
     first.start()
     time.sleep(0.2)
@@ -762,10 +535,10 @@ def test_the_lock_is_kept_while_a_slow_provider_runs(
 
 
 def test_a_customer_cleared_during_a_refresh_does_not_come_back(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter)
+    a, b = two_processes(platform, target, namespace, minter)
     old = a.get_context().token
     minter.delay = 0.5
     refreshing = threading.Thread(target=a.get_context, kwargs={"needs_refresh": True})
@@ -773,8 +546,8 @@ def test_a_customer_cleared_during_a_refresh_does_not_come_back(
     time.sleep(0.1)
     b.clear()  # the customer logged out while A was refreshing
     refreshing.join()
-    assert _until(lambda: redis.Redis.from_url(redis_server.url).keys(f"{namespace}:*:gone"))
-    third = pipeline_for(platform, make_cache(redis_server, namespace))
+    assert _until(lambda: target.has_field(namespace, "g"))
+    third = pipeline_for(platform, make_cache(target, namespace))
     late = Minter(platform, "alice")
     third.load("alice", late)
     assert third.get_context().token != old
@@ -782,10 +555,10 @@ def test_a_customer_cleared_during_a_refresh_does_not_come_back(
 
 
 def test_a_rejected_context_is_not_served_again_when_its_refresh_failed(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a = pipeline_for(platform, make_cache(redis_server, namespace))
+    a = pipeline_for(platform, make_cache(target, namespace))
     a.load("alice", minter)
     revoked = a.get_context().token
     platform.expire(revoked)
@@ -794,13 +567,13 @@ def test_a_rejected_context_is_not_served_again_when_its_refresh_failed(
         raise RuntimeError("the token service is down")
 
     failing.cache_scope = "minter"  # type: ignore[attr-defined]
-    b = pipeline_for(platform, make_cache(redis_server, namespace))
+    b = pipeline_for(platform, make_cache(target, namespace))
     b.load("alice", failing)
     from asapp_auth.errors import ProviderError
 
     with httpx.Client(auth=b) as client, pytest.raises(ProviderError):
         client.get(f"{platform.url}/v1/account")
-    c = pipeline_for(platform, make_cache(redis_server, namespace))
+    c = pipeline_for(platform, make_cache(target, namespace))
     fresh = Minter(platform, "alice")
     c.load("alice", fresh)
     with httpx.Client(auth=c) as client:
@@ -811,29 +584,29 @@ def test_a_rejected_context_is_not_served_again_when_its_refresh_failed(
 
 
 def test_a_forced_refresh_produces_even_without_a_local_copy(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter)
+    a, b = two_processes(platform, target, namespace, minter)
     old = a.get_context().token
     assert b.get_context(needs_refresh=True).token != old
     assert minter.calls == [False, True]
 
 
 def test_a_context_refreshed_while_redis_was_away_wins_when_it_is_back(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     minter = Minter(platform, "alice")
-    a_cache = make_cache(redis_server, namespace, front_ttl=0.05)
+    a_cache = make_cache(target, namespace, front_ttl=0.05)
     a = pipeline_for(platform, a_cache)
-    b = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=0.05))
+    b = pipeline_for(platform, make_cache(target, namespace, front_ttl=0.05))
     a.load("alice", minter)
     b.load("alice", minter)
     old = a.get_context().token
-    a_cache._down_until = time.monotonic() + 60  # A is cut off from Redis
+    cut_off(a_cache, 60)  # A is cut off from Redis
     newer = a.get_context(needs_refresh=True).token
     assert newer != old
-    a_cache._down_until = 0.0  # and reaches it again
+    cut_off(a_cache, 0)  # and reaches it again
     time.sleep(0.06)
     assert a.get_context().token == newer  # A does not go back to the older one in Redis
     time.sleep(0.06)
@@ -842,7 +615,7 @@ def test_a_context_refreshed_while_redis_was_away_wins_when_it_is_back(
 
 
 def test_the_state_outlives_the_context_for_the_next_refresh(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     from asapp_auth.hookspecs import hookimpl
 
@@ -858,7 +631,7 @@ def test_the_state_outlives_the_context_for_the_next_refresh(
     def pipeline() -> AuthPipeline:
         made = AuthPipeline(
             [platform.origin],
-            cache=make_cache(redis_server, namespace),
+            cache=make_cache(target, namespace),
             expiry_margin=0.01,
             refresh_ahead=0,
         )
@@ -871,35 +644,16 @@ def test_the_state_outlives_the_context_for_the_next_refresh(
     assert seen == [None, "rt"]
 
 
-def test_keygen_makes_keys_the_ring_takes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from asapp_auth.cli import main
-
-    assert main(["keygen"]) == 0
-    printed = capsys.readouterr().out.strip()
-    assert len(KeyRing([printed])) == 1
-    out = tmp_path / "cache.key"
-    assert main(["keygen", "--out", str(out)]) == 0
-    said = capsys.readouterr().out
-    assert out.stat().st_mode & 0o777 == 0o600
-    key = out.read_text().strip()
-    assert key not in said
-    assert len(KeyRing([f"file:{out}"])) == 1
-    assert main(["keygen", "--out", str(out)]) == 2  # never overwrites a key
-
-
 def test_waiting_for_other_processes_locks_holds_up_no_other_customer(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """20 customers whose locks another process holds do not delay a 21st under asyncio."""
-    raw = redis.Redis.from_url(redis_server.url)
-    cache = make_cache(redis_server, namespace)
+    cache = make_cache(target, namespace)
     pipeline = pipeline_for(platform, cache, provider_timeout=1.0)
     blocked = [pipeline.for_customer(f"c{i}", Minter(platform, f"c{i}")) for i in range(20)]
     for auth in blocked:
         name = cache._name(auth.customer, pipeline._provider_id(auth.customer))  # type: ignore[arg-type]
-        raw.set(f"{name}:lock", "another-process", px=10_000)
+        target.hold_lock(name, "another-process", 10)
     free = pipeline.for_customer("free", Minter(platform, "free"))
 
     async def run() -> float:
@@ -914,44 +668,13 @@ def test_waiting_for_other_processes_locks_holds_up_no_other_customer(
     assert asyncio.run(run()) < 0.5
 
 
-def test_an_outage_warns_once_and_its_end_once(
-    platform: FakePlatform,
-    namespace: str,
-    redis_server: RedisServer,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    server = RedisServer().start()
-    try:
-        cache = RedisContextCache(
-            server.url, keys=[KEY], namespace=namespace, front_ttl=0.01, retry_after=0.05
-        )
-        pipeline = pipeline_for(platform, cache)
-        pipeline.load("alice", Minter(platform, "alice"))
-        assert pipeline.get_context() is not None
-        server.stop()
-        for _ in range(10):
-            assert pipeline.get_context() is not None
-            time.sleep(0.06)
-        server.start()
-        time.sleep(0.06)
-        for _ in range(3):
-            assert pipeline.get_context() is not None
-            time.sleep(0.02)
-        messages = [r.getMessage() for r in caplog.records]
-        assert sum("did not answer" in m for m in messages) == 1
-        assert sum("answers again" in m for m in messages) == 1
-        cache.close()
-    finally:
-        server.close()
-
-
 def test_a_refused_context_read_again_from_redis_is_not_taken_for_a_refreshed_one(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A request refused with 401 retries with a new context, even when another request read
     the same (refused) context again from Redis meanwhile, as a new entry of the same version."""
     minter = Minter(platform, "alice")
-    pipeline = pipeline_for(platform, make_cache(redis_server, namespace, front_ttl=0.2))
+    pipeline = pipeline_for(platform, make_cache(target, namespace, front_ttl=0.2))
     pipeline.load("alice", minter)
     refused = pipeline.get_context().token
     platform.expire(refused)
@@ -969,7 +692,7 @@ def test_a_refused_context_read_again_from_redis_is_not_taken_for_a_refreshed_on
 
 
 def test_a_refused_request_that_joins_a_mere_re_read_still_gets_a_refreshed_context(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A fetch already in flight that only reads Redis again brings back the refused context;
     the refused request then starts a refresh instead of retrying with it (seen in the fleet
@@ -983,7 +706,9 @@ def test_a_refused_request_that_joins_a_mere_re_read_still_gets_a_refreshed_cont
             return super().coordinate(customer, **options)
 
     minter = Minter(platform, "alice")
-    cache = Gated(redis_server.url, keys=[KEY], namespace=namespace, front_ttl=0.1)
+    cache = Gated(
+        target.url, keys=[KEY], namespace=namespace, front_ttl=0.1, cluster=target.cluster
+    )
     pipeline = pipeline_for(platform, cache)
     pipeline.load("alice", minter)
     gate.set()
@@ -1009,14 +734,14 @@ def test_a_refused_request_that_joins_a_mere_re_read_still_gets_a_refreshed_cont
 
 def test_hosts_with_different_clocks_agree_on_expiry(
     platform: FakePlatform,
-    redis_server: RedisServer,
+    target: Target,
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Expiry is counted on Redis's clock: a host whose clock is an hour ahead still serves the
     fleet's fresh context instead of refreshing it."""
     minter = Minter(platform, "alice")
-    a, b = two_processes(platform, redis_server, namespace, minter)
+    a, b = two_processes(platform, target, namespace, minter)
     token = a.get_context().token
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 3600)  # B's host runs an hour ahead
@@ -1025,11 +750,11 @@ def test_hosts_with_different_clocks_agree_on_expiry(
 
 
 def test_a_copy_older_than_a_notice_is_not_installed(
-    platform: FakePlatform, redis_server: RedisServer, namespace: str
+    platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A notice of generation 5 that arrives while this process was still reading generation 3
     keeps generation 3 out of its cache."""
-    cache = make_cache(redis_server, namespace)
+    cache = make_cache(target, namespace)
     pipeline = pipeline_for(platform, cache)
     customer = pipeline.set_customer("alice", Minter(platform, "alice"))
     entry = pipeline.get_context()
@@ -1043,3 +768,64 @@ def test_a_copy_older_than_a_notice_is_not_installed(
     newer = CachedContext(entry, "minter", 0.0, math.inf, math.inf, version="5.abc")
     cache.set(customer.cache_key, newer)
     assert cache.get(customer.cache_key) is newer
+
+
+# -- what a cluster does (tested on one server too) ---------------------------------------------
+
+
+def test_a_holder_that_lost_its_lock_stores_nothing_over_the_next_holder(
+    platform: FakePlatform, target: Target, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refresh whose lock was lost meanwhile (a failover to a replica that had not seen it, an
+    eviction) stores nothing: the next holder's context stays, and the fleet adopts that one."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Gated(Minter):
+        def __call__(self, needs_refresh: bool) -> AuthContext:
+            if threading.current_thread().name == "holder":
+                entered.set()
+                release.wait(10)
+            return super().__call__(needs_refresh)
+
+    minter = Gated(platform, "alice")
+    a, b = two_processes(platform, target, namespace, minter, lock_ttl=30)
+    assert a.get_context() is not None
+    name = _alices_key(platform, target, namespace)
+    held: list[str | None] = []
+    holder = threading.Thread(
+        target=lambda: held.append(a.get_context(needs_refresh=True).token), name="holder"
+    )
+    holder.start()
+    assert entered.wait(10)
+    target.drop_lock(name)  # lost while the provider runs
+    newer = b.get_context(needs_refresh=True).token
+    release.set()
+    holder.join()
+    assert held[0] not in (None, newer)
+    third = pipeline_for(platform, make_cache(target, namespace))
+    third.load("alice", minter)
+    assert third.get_context().token == newer
+    assert "lapsed before its context was stored" in caplog.text
+    assert len(minter.calls) == 3
+
+
+def test_scripts_a_node_lost_are_sent_to_that_node_again(
+    platform: FakePlatform, target: Target, namespace: str
+) -> None:
+    """A node without the scripts (restarted, or a replica just promoted) is sent them with
+    EVAL, that node alone; sharing goes on without a refresh."""
+    from asapp_auth import _redis_scripts as scripts
+
+    minter = Minter(platform, "alice")
+    a, b = two_processes(platform, target, namespace, minter)
+    token = a.get_context().token
+    raw = target.raw()
+    nodes: list[Any] = raw.get_primaries() if target.cluster else [None]
+    each = [raw.get_redis_connection(node) for node in nodes] if target.cluster else [raw]
+    for node in each:
+        node.script_flush()
+    assert b.get_context().token == token
+    assert minter.calls == [False]
+    if target.cluster:
+        loaded = [node.script_exists(scripts.READ.sha)[0] for node in each]
+        assert sorted(loaded) == [False, False, True]  # the node of alice's slot only

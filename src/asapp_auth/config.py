@@ -15,6 +15,7 @@ refresh_ahead_fraction = 0.25
 # url = "redis://127.0.0.1:6379/0"
 # keys = ["env:ASAPP_AUTH_CACHE_KEY"]   # sealing keys, newest first
 # namespace = "asapp-auth"
+# cluster = false               # true: url is a node of a Redis Cluster (or cluster mode)
 # front_ttl = 5                 # seconds a process serves its own copy
 # lock_ttl = 30                 # the fleet's refresh lock; at least provider_timeout
 # state_ttl = 86400             # seconds an entry's state outlives its context
@@ -65,7 +66,8 @@ _TOP = {
 }
 _CACHE = {"size", "expiry_margin", "refresh_ahead", "refresh_ahead_fraction", "backend"}
 _REDIS = {
-    "url", "keys", "namespace", "front_ttl", "lock_ttl", "state_ttl", "timeout", "retry_after",
+    "url", "keys", "namespace", "cluster", "front_ttl", "lock_ttl", "state_ttl", "timeout",
+    "retry_after",
 }  # fmt: skip
 _ATTACH = {"mode", "header"}
 _POSITIVE = {"front_ttl", "lock_ttl", "timeout"}  # as RedisContextCache checks them
@@ -248,6 +250,11 @@ def _shared_cache(
         )
     if "namespace" in cache:
         options["namespace"] = cache["namespace"]
+    if "cluster" in cache:
+        if not isinstance(cache["cluster"], bool):
+            problems.append(f"{where}cluster: expected true or false; got {cache['cluster']!r}")
+        else:
+            options["cluster"] = cache["cluster"]
     for key in ("front_ttl", "lock_ttl", "state_ttl", "timeout", "retry_after"):
         if key in cache:
             options[key] = _seconds(

@@ -6,11 +6,13 @@
 - ``RecordingProvider``: a context provider that issues platform tokens and records its calls.
 - ``LogSecretsGuard``: collects log records and fails when one holds a known secret.
 - ``RedisServer``: a throwaway ``redis-server`` on 127.0.0.1 (when one is installed), to test a
-  fleet sharing ``asapp_auth.redis_cache.RedisContextCache``.
+  fleet sharing ``asapp_auth.redis_cache.RedisContextCache``; ``RedisClusterServer``: a
+  throwaway Redis Cluster of such servers (3 primaries, replicas if asked).
 
 Fixtures (the module is registered as a pytest plugin by the ``asapp-auth`` distribution):
-``fake_platform``, ``recording_provider``, ``log_secrets_guard``, ``redis_server`` (skipped when
-``redis-server`` is not installed, failed instead when the ``CI`` variable is set).
+``fake_platform``, ``recording_provider``, ``log_secrets_guard``, ``redis_server`` and
+``redis_cluster`` (skipped when ``redis-server`` is not installed, failed instead when the ``CI``
+variable is set).
 """
 
 from __future__ import annotations
@@ -21,20 +23,17 @@ import logging
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from ._redis_servers import RedisClusterServer, RedisServer
 from .context import AuthContext
 
 __all__ = [
@@ -43,10 +42,12 @@ __all__ = [
     "LogSecretsGuard",
     "ReceivedRequest",
     "RecordingProvider",
+    "RedisClusterServer",
     "RedisServer",
     "fake_platform",
     "log_secrets_guard",
     "recording_provider",
+    "redis_cluster",
     "redis_server",
 ]
 
@@ -221,10 +222,13 @@ class FakePlatform:
         token = self.issue_token(customer_id, life)
         return AuthContext({"Auth": {"Token": token}}, expires_in=life)
 
-    def expire(self, token: str | None = None) -> None:
-        """Make ``token`` (every token when ``None``) expired, as the platform sees it."""
+    def expire(self, token: str | None = None, *, customer_id: str | None = None) -> None:
+        """Make ``token`` (every token when ``None``, or every token of ``customer_id``)
+        expired, as the platform sees it."""
         with self._lock:
             for key, item in self._tokens.items():
+                if customer_id is not None and item.customer_id != customer_id:
+                    continue
                 if token is None or key == token:
                     item.expires_at = 0.0
 
@@ -434,59 +438,6 @@ class LogSecretsGuard(logging.Handler):
         root.setLevel(self._level)
 
 
-class RedisServer:
-    """A ``redis-server`` on 127.0.0.1 without persistence; ``stop`` and ``start`` again keep
-    its port, as a restarted Redis would. Needs the ``redis-server`` program (Debian's
-    ``redis-server`` package, for instance)."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
-        self.folder = Path(tempfile.mkdtemp(prefix="asapp-auth-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.folder)]
-        quiet = subprocess.DEVNULL
-        self.process = subprocess.Popen(args, stdout=quiet, stderr=quiet)  # noqa: S603 - our argv
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 try:
     import pytest
 except ImportError:  # pragma: no cover - the helpers work without pytest
@@ -504,16 +455,27 @@ else:
         """A ``RecordingProvider`` for customer ``alice`` on ``fake_platform``."""
         return RecordingProvider(fake_platform, "alice")
 
-    @pytest.fixture(scope="session")
-    def redis_server() -> Iterator[RedisServer]:
-        """A started ``RedisServer`` shared by the session's tests (use a namespace per test)."""
-        if shutil.which("redis-server") is None:
+    def _need_redis_server() -> None:
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
             message = "redis-server is not installed (apt-get install redis-server)"
             if os.environ.get("CI"):
                 pytest.fail(message + "; CI runs every test")
             pytest.skip(message)
+
+    @pytest.fixture(scope="session")
+    def redis_server() -> Iterator[RedisServer]:
+        """A started ``RedisServer`` shared by the session's tests (use a namespace per test)."""
+        _need_redis_server()
         with RedisServer() as server:
             yield server
+
+    @pytest.fixture(scope="session")
+    def redis_cluster() -> Iterator[RedisClusterServer]:
+        """A started 3-primary ``RedisClusterServer`` shared by the session's tests (use a
+        namespace per test; a test that kills or moves things starts a cluster of its own)."""
+        _need_redis_server()
+        with RedisClusterServer() as cluster:
+            yield cluster
 
     @pytest.fixture
     def log_secrets_guard() -> Iterator[LogSecretsGuard]:
