@@ -1,0 +1,274 @@
+"""The shared cache on a real Redis Cluster (3 primaries, a replica each) through what clusters
+do: a customer's slot resharded while the fleet serves it, a primary killed and its replica
+promoted, a whole shard down and back. No request may fail; token calls are counted per customer
+and reported (``-rP`` shows them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis_helpers import Minter
+
+from asapp_auth import AuthPipeline
+from asapp_auth.pipeline import CustomerAuth
+from asapp_auth.redis_cache import RedisContextCache
+from asapp_auth.sealing import generate_key
+from asapp_auth.testing import FakePlatform, RedisClusterServer
+
+KEY = generate_key()
+PROCESSES, THREADS = 3, 2
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServer]:
+    """A cluster of this module's own: its tests kill nodes and move slots."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; CI runs every test")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with RedisClusterServer(3, replicas=1, full_coverage=True) as started:
+        yield started
+
+
+class Fleet:
+    """``PROCESSES`` pipelines, each with a cache of its own (as separate processes have), all
+    serving one customer per shard; ``THREADS`` threads per process keep requesting."""
+
+    def __init__(self, platform: FakePlatform, cluster: RedisClusterServer, namespace: str):
+        self.platform = platform
+        options: dict[str, Any] = {"front_ttl": 0.1, "retry_after": 0.2, "lock_ttl": 2.0}
+        self.caches = [
+            RedisContextCache(cluster.url, keys=[KEY], namespace=namespace, cluster=True, **options)
+            for _ in range(PROCESSES)
+        ]
+        self.pipelines = [
+            AuthPipeline([platform.origin], cache=cache, provider_timeout=10)
+            for cache in self.caches
+        ]
+        self.customers = self._one_per_shard(cluster)
+        self.minters = {c: Minter(platform, c) for c in self.customers.values()}
+        self.auths: list[dict[str, CustomerAuth]] = [
+            {c: p.for_customer(c, self.minters[c]) for c in self.customers.values()}
+            for p in self.pipelines
+        ]
+        self.statuses: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _one_per_shard(self, cluster: RedisClusterServer) -> dict[int, str]:
+        """A customer id whose key each primary serves: port -> customer id."""
+        pipeline, cache = self.pipelines[0], self.caches[0]
+        found: dict[int, str] = {}
+        for i in range(1000):
+            auth = pipeline.for_customer(f"c{i}", Minter(self.platform, f"c{i}"))
+            name = cache._name(auth.customer, pipeline._provider_id(auth.customer))  # type: ignore[arg-type]
+            found.setdefault(cluster.primary_of(cluster.slot_of(name)), f"c{i}")
+            if len(found) == cluster.primaries:
+                return found
+        raise AssertionError("no customer for some shard")
+
+    def name(self, customer: str) -> str:
+        auth = self.auths[0][customer]
+        return self.caches[0]._name(auth.customer, self.pipelines[0]._provider_id(auth.customer))  # type: ignore[arg-type]
+
+    def calls(self) -> dict[str, int]:
+        return {c: len(m.calls) for c, m in self.minters.items()}
+
+    def _request(self, client: httpx.Client, auth: CustomerAuth) -> None:
+        try:
+            status = client.get(f"{self.platform.url}/v1/account", auth=auth).status_code
+        except Exception as exc:
+            self.failures.append(f"{type(exc).__name__}: {exc}")
+        else:
+            self.statuses[str(status)] += 1
+            if status != 200:
+                self.failures.append(str(status))
+
+    def start(self) -> None:
+        """Every process's threads request every customer in turn until ``stop``."""
+
+        def load(process: int) -> None:
+            limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+            with httpx.Client(limits=limits) as client:
+                while not self._stop.is_set():
+                    for auth in self.auths[process].values():
+                        self._request(client, auth)
+
+        for process in range(PROCESSES):
+            for _ in range(THREADS):
+                thread = threading.Thread(target=load, args=(process,))
+                thread.start()
+                self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        for cache in self.caches:
+            cache.close()
+
+    def burst(self, customer: str) -> None:
+        """Every thread of every process requests ``customer`` at once, once."""
+        barrier = threading.Barrier(PROCESSES * THREADS)
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+        def one(process: int) -> None:
+            with httpx.Client(limits=limits) as client:
+                barrier.wait()
+                self._request(client, self.auths[process][customer])
+
+        threads = [
+            threading.Thread(target=one, args=(p,))
+            for p in range(PROCESSES)
+            for _ in range(THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def refresh_once_more(self, customer: str) -> int:
+        """Expire the customer's tokens and burst: the token calls that took."""
+        before = self.calls()[customer]
+        self.platform.expire(customer_id=customer)
+        self.burst(customer)
+        return self.calls()[customer] - before
+
+    def shared_again(self, customer: str) -> bool:
+        """Every process takes the customer's shard as up and serves the fleet's one copy."""
+        if not all(cache._link.up(self.name(customer)) for cache in self.caches):
+            return False
+        copies = {
+            None if entry is None else entry.version
+            for p, auths in zip(self.pipelines, self.auths, strict=True)
+            for entry in [p.cached(auths[customer].customer)]
+        }
+        return len(copies) == 1 and None not in copies
+
+
+def _report(record_property: Any, scenario: str, fleet: Fleet, **figures: object) -> None:
+    line = (
+        f"{scenario}: {sum(fleet.statuses.values())} requests, {len(fleet.failures)} failed; "
+        f"token calls per customer {sorted(fleet.calls().values())}; "
+        + ", ".join(f"{k} {v}" for k, v in figures.items())
+    )
+    print(line)
+    record_property(scenario, line)
+
+
+@pytest.fixture
+def fleet(
+    platform: FakePlatform, cluster: RedisClusterServer, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    made = Fleet(platform, cluster, f"c{abs(hash(request.node.nodeid)) % 10**9}")
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _until(condition: Any, timeout: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_customers_slot_resharded_under_load_keeps_one_refresh_for_the_fleet(
+    fleet: Fleet, cluster: RedisClusterServer, record_property: Any
+) -> None:
+    """While a slot moves (keys still on the source, then on the target behind ASK), a rejected
+    context is refreshed once for the whole fleet, and no request fails."""
+    port, customer = next(iter(fleet.customers.items()))
+    fleet.burst(customer)
+    slot = cluster.slot_of(fleet.name(customer))
+    target = next(p for p in fleet.customers if p != port)
+    during: list[int] = []
+    cluster.move_slot(
+        slot,
+        target,
+        before_keys=lambda: during.append(fleet.refresh_once_more(customer)),
+        after_keys=lambda: during.append(fleet.refresh_once_more(customer)),
+    )
+    after = fleet.refresh_once_more(customer)
+    assert cluster.primary_of(slot) == target
+    assert fleet.failures == []
+    assert during == [1, 1]
+    assert after == 1
+    others = [n for c, n in fleet.calls().items() if c != customer]
+    assert others == [1] * (len(fleet.customers) - 1)
+    _report(record_property, "resharding", fleet, during_the_move=during, after=after)
+
+
+def test_a_primary_killed_and_its_replica_promoted_loses_no_request(
+    fleet: Fleet, cluster: RedisClusterServer, record_property: Any
+) -> None:
+    """A shard's primary dies mid-load: its customers are served alone while the cluster fails
+    over (every shard answers CLUSTERDOWN for a moment under full coverage), then the promoted
+    replica (which lacks the scripts) shares again: one refresh for the fleet."""
+    port, customer = next(iter(fleet.customers.items()))
+    fleet.burst(customer)
+    replica = cluster.replica_of(port)
+    cluster.kill(port)
+    try:
+        cluster.wait_primary(replica)
+        assert _until(lambda: fleet.shared_again(customer))
+        after = fleet.refresh_once_more(customer)
+    finally:
+        cluster.restart(port)  # back as the replica of the promoted one
+        cluster.wait_ok()
+    assert fleet.failures == []
+    assert after == 1
+    others = [n for c, n in fleet.calls().items() if c != customer]
+    assert others == [1] * (len(fleet.customers) - 1)
+    _report(record_property, "failover", fleet, refresh_after_promotion=after)
+
+
+def test_a_shard_down_falls_back_for_its_customers_only_and_comes_back(
+    fleet: Fleet, cluster: RedisClusterServer, record_property: Any
+) -> None:
+    """With a whole shard down (primary and replica), its customers are refreshed by each
+    process alone, the other shards' customers are still refreshed once for the fleet, and the
+    shard's customers are shared again once it is back."""
+    cluster.set_full_coverage(False)
+    (port, down), (_, up) = list(fleet.customers.items())[:2]
+    for customer in (down, up):
+        fleet.burst(customer)
+    nodes = [port, cluster.replica_of(port)]
+    for node in nodes:
+        cluster.kill(node)
+    try:
+        shared_while_down = fleet.refresh_once_more(up)
+        alone_while_down = fleet.refresh_once_more(down)
+    finally:
+        for node in nodes:
+            cluster.restart(node)
+        cluster.wait_ok()
+        cluster.set_full_coverage(True)
+    assert _until(lambda: fleet.shared_again(down))
+    back = fleet.refresh_once_more(down)
+    assert fleet.failures == []
+    assert shared_while_down == 1
+    assert alone_while_down == PROCESSES
+    assert back == 1
+    _report(
+        record_property,
+        "shard down",
+        fleet,
+        other_shard_while_down=shared_while_down,
+        its_customer_while_down=alone_while_down,
+        once_back=back,
+    )
