@@ -6,7 +6,8 @@
 thread, which shows the refresh's own latency with little else to do. Their provider asks a token
 endpoint that takes 50 ms (a thread per connection, so that calls made at once are answered in
 parallel, as in scenario 2). Compared: every process on a ``RedisContextCache`` in one namespace
-(*shared*, default settings) against each on its own ``MemoryContextCache`` (*per-process*, the
+(*shared*, default settings) on one ``redis-server``, the same on a 3-primary Redis Cluster
+(``cluster=True``), and each process on its own ``MemoryContextCache`` (*per-process*, the
 default). Connections are opened beforehand; callers are made beforehand too, and every process
 releases them at one wall-clock time. For each cache, a new pipeline (nothing cached) runs:
 
@@ -22,16 +23,19 @@ answer other than 200).
 
 **Cached path.** One process: microseconds per request through ``httpx.MockTransport`` (sync and
 async), interleaved rounds and medians as in scenario 1, for a pipeline on ``MemoryContextCache``
-and on ``RedisContextCache`` with a fresh front copy, beside raw httpx with a static header. Then
+and on ``RedisContextCache`` with a fresh front copy (one server, and a cluster), beside raw httpx
+with a static header. Then
 what a request pays when its front copy has expired (``front_ttl``): the latency of one front miss
 (``get_context`` after ``cache.clear()``, which clears only this process's copy: one read script,
-unseal, adopt), back to back and after a few milliseconds of quiet, beside a bare redis-py HGET
+unseal, adopt; on one server and on the cluster), back to back and after a few milliseconds of
+quiet, beside a bare redis-py HGET
 and a ``MemoryContextCache`` miss; how often a request pays it, measured with a short
 ``front_ttl`` at paced rates; and that worked out for the default ``front_ttl`` of 5 s.
 
     python bench/bench_shared_cache.py [--quick]
 
-Needs ``redis-server`` on the PATH (started on a free port on 127.0.0.1, and stopped). Writes
+Needs ``redis-server`` and ``redis-cli`` on the PATH (a server and a cluster started on free ports
+on 127.0.0.1, and stopped). Writes
 bench/results/shared_cache.json and .md, and prints the Markdown. Figures, not assertions.
 """
 
@@ -56,11 +60,12 @@ from typing import IO, Any
 
 import httpx
 import redis
+from redis.cluster import RedisCluster
 
 from asapp_auth import AuthContext, AuthPipeline, MemoryContextCache
 from asapp_auth.redis_cache import RedisContextCache
 from asapp_auth.sealing import generate_key
-from asapp_auth.testing import FakePlatform, RedisServer
+from asapp_auth.testing import FakePlatform, RedisClusterServer, RedisServer
 
 # As in bench_stampede.py: httpcore's per-request ``import sniffio`` under asyncio, with sniffio
 # not installed, scans sys.path each time. Fail it at once; httpcore then assumes asyncio.
@@ -70,20 +75,23 @@ WORKER = Path(__file__).with_name("shared_cache_worker.py")
 TOKEN_DELAY = 0.05
 CUSTOMER = "alice"
 SHARED, PER_PROCESS = "shared (RedisContextCache)", "per-process (MemoryContextCache)"
+CLUSTER = "shared on a 3-primary cluster (RedisContextCache, cluster=True)"
 COLD, EXPIRY, VALID = "cold start", "on expiry", "valid context, no refresh"
 EITHER = "either cache (in turn)"
 URL = "https://api.chat.example/v1/account"
 TOKEN = "tok-bench-" + "x" * 30
-RAW, MEMORY, REDIS = (
+RAW, MEMORY, REDIS, REDIS_CLUSTER = (
     "raw httpx, static header",
     "MemoryContextCache",
     "RedisContextCache, fresh front copy",
+    "RedisContextCache on a cluster, fresh front copy",
 )
 FRONT_TTL = 5.0  # RedisContextCache's default
 IDLE = 0.005  # quiet before a front miss, enough for Redis and its connection to go idle
 SHARED_MISS = (
     "RedisContextCache front miss: get_context after cache.clear() (read script, unseal, adopt)"
 )
+CLUSTER_MISS = "RedisContextCache on a cluster, front miss (the same)"
 RATES = [10, 100, 1_000, 10_000]  # requests per second per process, for the worked figures
 
 
@@ -237,25 +245,26 @@ Samples = dict[str, dict[str, dict[str, list[dict[str, Any]]]]]
 
 
 def run_fleet(
-    processes: int, plans: dict[str, dict[str, Any]], rounds: int, redis_url: str
+    processes: int, plans: dict[str, dict[str, Any]], rounds: int, redis_url: str, cluster_url: str
 ) -> Samples:
     """Per plan (threads or tasks, how many callers): each cache's cold start once, then rounds
     of each cache on expiry (in a shuffled order) and one burst with no refresh to do."""
     samples: Samples = {
         label: {
-            COLD: {SHARED: [], PER_PROCESS: []},
-            EXPIRY: {SHARED: [], PER_PROCESS: []},
+            COLD: {SHARED: [], CLUSTER: [], PER_PROCESS: []},
+            EXPIRY: {SHARED: [], CLUSTER: [], PER_PROCESS: []},
             VALID: {EITHER: []},
         }
         for label in plans
     }
-    backends = {SHARED: "redis", PER_PROCESS: "memory"}
+    backends = {SHARED: "redis", CLUSTER: "redis-cluster", PER_PROCESS: "memory"}
     with FakePlatform() as platform:
         endpoint = TokenEndpoint(platform)
         options = {
             "platform": platform.url,
             "mint": endpoint.url,
             "redis": redis_url,
+            "cluster": cluster_url,
             "key": generate_key(),
             "customer": CUSTOMER,
             "callers": max(plan["callers"] for plan in plans.values()),
@@ -268,12 +277,12 @@ def run_fleet(
                 for backend in backends.values():
                     fleet.send({"op": "pipeline", "backend": backend, "namespace": namespace})
                 # Each process fetches its own context (per-process), or the fleet's (shared).
-                for cache in random.sample(list(backends), 2):
+                for cache in random.sample(list(backends), len(backends)):
                     found[COLD][cache].append(
                         burst(fleet, platform, endpoint, plan, backends[cache])
                     )
                 for _ in range(rounds):
-                    for cache in random.sample(list(backends), 2):
+                    for cache in random.sample(list(backends), len(backends)):
                         platform.expire()  # every token: each process's context is rejected
                         found[EXPIRY][cache].append(
                             burst(fleet, platform, endpoint, plan, backends[cache])
@@ -339,11 +348,14 @@ def measure(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def cached_path(shared: AuthPipeline, rounds: int, per_round: int) -> dict[str, dict[str, float]]:
+def cached_path(
+    shared: AuthPipeline, on_cluster: AuthPipeline, rounds: int, per_round: int
+) -> dict[str, dict[str, float]]:
     auths: dict[str, AuthPipeline | None] = {
         RAW: None,
         MEMORY: make_pipeline(MemoryContextCache()),
         REDIS: shared,
+        REDIS_CLUSTER: on_cluster,
     }
     headers = {"Authorization": f"Bearer {TOKEN}"}
     transport = httpx.MockTransport(ok)
@@ -396,7 +408,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def front_miss(
-    redis_url: str, key: str, namespace: str, times: int, idle_times: int
+    redis_url: str, cluster_url: str, key: str, namespace: str, *, times: int, idle_times: int
 ) -> dict[str, dict[str, Any]]:
     """Latency of a request's context when this process's copy is gone, in µs: back to back,
     and after ``IDLE`` seconds of quiet, as a read once per ``front_ttl`` finds Redis and its
@@ -404,25 +416,34 @@ def front_miss(
     cache = RedisContextCache(redis_url, keys=[key], namespace=namespace, front_ttl=3600)
     shared = make_pipeline(cache)
     shared.get_context()  # stored in Redis, listening for notices
+    cluster_cache = RedisContextCache(
+        cluster_url, keys=[key], namespace=namespace, front_ttl=3600, cluster=True
+    )
+    on_cluster = make_pipeline(cluster_cache)
+    on_cluster.get_context()
     memory_cache = MemoryContextCache()
     memory = make_pipeline(memory_cache)
     client = redis.Redis.from_url(redis_url)
     stored = client.keys(f"{namespace}:*")[0]
-    reads = cache.stats["reads"]
+    cluster_client = RedisCluster.from_url(cluster_url)
+    reads = cache.stats["reads"], cluster_cache.stats["reads"]
 
-    def shared_miss() -> None:
-        cache.clear()
-        shared.get_context()
+    def miss(cache: MemoryContextCache, pipeline: AuthPipeline) -> Callable[[], object]:
+        def run() -> None:
+            cache.clear()
+            pipeline.get_context()
 
-    def memory_miss() -> None:
-        memory_cache.clear()
-        memory.get_context()
+        return run
 
     ways: dict[str, Callable[[], object]] = {
-        SHARED_MISS: shared_miss,
+        SHARED_MISS: miss(cache, shared),
         "redis-py HGET of the same entry alone": lambda: client.hget(stored, "v"),
+        CLUSTER_MISS: miss(cluster_cache, on_cluster),
+        "redis-py RedisCluster HGET of the same entry alone": lambda: cluster_client.hget(
+            stored, "v"
+        ),
         "MemoryContextCache miss: get_context after cache.clear() (provider answers at once)": (
-            memory_miss
+            miss(memory_cache, memory)
         ),
     }
     samples: dict[str, dict[str, list[float]]] = {name: {"busy": [], "idle": []} for name in ways}
@@ -436,10 +457,12 @@ def front_miss(
                 samples[name]["idle" if idle else "busy"].append(
                     (time.perf_counter() - started) * 1e6
                 )
-    assert cache.stats["reads"] - reads == times + idle_times, "every front miss read Redis once"
-    assert cache.stats["produced"] == 1, "no front miss asked the provider"
-    cache.close()
+    for each, before in zip((cache, cluster_cache), reads, strict=True):
+        assert each.stats["reads"] - before == times + idle_times, "a front miss reads once"
+        assert each.stats["produced"] == 1, "no front miss asked the provider"
+        each.close()
     client.close()
+    cluster_client.close()
     return {
         name: {
             f"{how}_{figure}": value
@@ -565,7 +588,7 @@ def markdown(data: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     sync, asynchronous = path["sync, httpx.MockTransport"], path["async, httpx.MockTransport"]
-    for name in (RAW, MEMORY, REDIS):
+    for name in (RAW, MEMORY, REDIS, REDIS_CLUSTER):
         lines.append(
             f"| {name} | {sync[name]:.1f} | {sync[name] - sync[MEMORY]:+.1f} "
             f"| {asynchronous[name]:.1f} | {asynchronous[name] - asynchronous[MEMORY]:+.1f} |"
@@ -639,25 +662,44 @@ def main(argv: list[str]) -> int:
         "asyncio": {"mode": "asyncio", "callers": callers},
         "threads, one caller": {"mode": "threads", "callers": 1},
     }
+    server, cluster = RedisServer(), RedisClusterServer()
     try:
-        server = RedisServer().start()
+        server.start()
+        cluster.start()
     except FileNotFoundError as exc:
+        server.close()
+        cluster.close()
         raise SystemExit(str(exc)) from None
     try:
         key, namespace = generate_key(), f"bench-path-{os.getpid()}"
         # A front copy that outlives the measurement: each request takes the cached path.
-        cache = RedisContextCache(server.url, keys=[key], namespace=namespace, front_ttl=3600)
-        shared = make_pipeline(cache)
-        shared.get_context()
-        reads = cache.stats["reads"]
-        path = cached_path(shared, path_rounds, path_per_round)
-        assert cache.stats["reads"] == reads, "no request of the cached path read Redis"
-        cache.close()
-        miss = front_miss(server.url, key, namespace + "-miss", miss_times, miss_idle_times)
+        caches = [
+            RedisContextCache(server.url, keys=[key], namespace=namespace, front_ttl=3600),
+            RedisContextCache(
+                cluster.url, keys=[key], namespace=namespace, front_ttl=3600, cluster=True
+            ),
+        ]
+        shared, on_cluster = (make_pipeline(cache) for cache in caches)
+        for pipeline in (shared, on_cluster):
+            pipeline.get_context()
+        reads = [cache.stats["reads"] for cache in caches]
+        path = cached_path(shared, on_cluster, path_rounds, path_per_round)
+        assert [c.stats["reads"] for c in caches] == reads, "the cached path read no Redis"
+        for cache in caches:
+            cache.close()
+        miss = front_miss(
+            server.url,
+            cluster.url,
+            key,
+            namespace + "-miss",
+            times=miss_times,
+            idle_times=miss_idle_times,
+        )
         ttl_runs = front_ttl_reads(server.url, key, namespace + "-ttl", 0.25, ttl_duration)
-        fleet = run_fleet(processes, plans, rounds, server.url)
+        fleet = run_fleet(processes, plans, rounds, server.url, cluster.url)
     finally:
         server.close()
+        cluster.close()
     miss_us = miss[SHARED_MISS]["idle_median_us"]
     summaries = {
         mode: {

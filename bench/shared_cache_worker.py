@@ -5,9 +5,9 @@ and number of callers). It opens its connections beforehand (``callers`` of them
 ``httpx.Client``s for its threads, as many again over 25 ``httpx.AsyncClient``s for its tasks),
 prints ``{"ready": true}``, then answers each command with one JSON line:
 
-- ``{"op": "pipeline", "backend": "redis" | "memory", "namespace": NS}``: a new pipeline for that
-  backend, with nothing cached, on a ``RedisContextCache`` in that namespace or a
-  ``MemoryContextCache``.
+- ``{"op": "pipeline", "backend": "redis" | "redis-cluster" | "memory", "namespace": NS}``: a new
+  pipeline for that backend, with nothing cached, on a ``RedisContextCache`` in that namespace
+  (on the one server, or on the cluster of ``cluster``) or a ``MemoryContextCache``.
 - ``{"op": "burst", "backend": B, "mode": "threads" | "asyncio", "start_at": T, "callers": N}``:
   with that backend's pipeline, ``N`` GETs (at most ``callers``) of
   ``/v1/account``, threads or asyncio tasks all made beforehand and released together at the
@@ -116,9 +116,13 @@ class Worker:
             # Closing waits for its listener's next poll (up to a second): not on this path.
             threading.Thread(target=old.close, daemon=True).start()
         cache = None
-        if backend == "redis":
+        if backend in ("redis", "redis-cluster"):
+            on_cluster = backend == "redis-cluster"
             cache = self.caches[backend] = RedisContextCache(
-                self.options["redis"], keys=[self.options["key"]], namespace=namespace
+                self.options["cluster" if on_cluster else "redis"],
+                keys=[self.options["key"]],
+                namespace=namespace,
+                cluster=on_cluster,
             )
         pipeline = AuthPipeline([self.options["platform"]], cache=cache, provider_timeout=20)
         pipeline.load(self.options["customer"], self.provider())

@@ -15,12 +15,13 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SHARED, PER_PROCESS = "shared (RedisContextCache)", "per-process (MemoryContextCache)"
+CLUSTER = "shared on a 3-primary cluster (RedisContextCache, cluster=True)"
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, str]:
     """The JSON and Markdown of one quick run, written to a folder of this module's own."""
-    if shutil.which("redis-server") is None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         message = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get("CI"):
             pytest.fail(message + "; CI must run the shared-cache benchmark")
@@ -51,13 +52,15 @@ def test_quick_run_writes_markdown_and_json(results: tuple[dict[str, Any], str, 
 def test_one_token_call_for_a_shared_fleet(
     results: tuple[dict[str, Any], str, str], plan: str
 ) -> None:
-    """Cold and on expiry, the shared fleet makes one token call and per-process caches one per
-    process; with a valid context none. Every request is counted (failures are figures here)."""
+    """Cold and on expiry, the shared fleet makes one token call (on one server and on a cluster)
+    and per-process caches one per process; with a valid context none. Every request is counted
+    (failures are figures here)."""
     data = results[0]
     fleet = data["fleet"][plan]
     callers = data["fleet_plans"][plan]["callers"]
     for case in ("cold start", "on expiry"):
         assert fleet[case][SHARED]["token_calls_max"] == 1, case
+        assert fleet[case][CLUSTER]["token_calls_max"] == 1, case
         assert fleet[case][PER_PROCESS]["token_calls_min"] == data["processes"], case
     assert fleet["valid context, no refresh"]["either cache (in turn)"]["token_calls_max"] == 0
     for caches in fleet.values():
@@ -79,6 +82,7 @@ def test_cached_path_and_front_miss_figures_are_there(
         "raw httpx, static header",
         "MemoryContextCache",
         "RedisContextCache, fresh front copy",
+        "RedisContextCache on a cluster, fresh front copy",
     }
     for medians in data["cached_path"].values():
         assert set(medians) == names

@@ -522,12 +522,19 @@ def test_the_lock_is_kept_while_a_slow_provider_runs(
     platform: FakePlatform, target: Target, namespace: str
 ) -> None:
     """A provider slower than lock_ttl keeps the lock: the other process waits, never refreshes."""
-    minter = Minter(platform, "alice")
-    minter.delay = 1.0
-    a, b = two_processes(platform, target, namespace, minter, lock_ttl=0.3)
+    entered = threading.Event()
+
+    class Slow(Minter):
+        def __call__(self, needs_refresh: bool) -> AuthContext:
+            entered.set()
+            return super().__call__(needs_refresh)
+
+    minter = Slow(platform, "alice")
+    minter.delay = 1.5  # past lock_ttl twice over: kept by renewals alone
+    a, b = two_processes(platform, target, namespace, minter, lock_ttl=0.6)
     first = threading.Thread(target=a.get_context)
     first.start()
-    time.sleep(0.2)
+    assert entered.wait(10)
     token = b.get_context().token
     first.join()
     assert minter.calls == [False]
