@@ -311,6 +311,26 @@ def test_a_refresh_after_a_rejection_reaches_the_other_processes_copies(
     assert minter.calls == [False, True]
 
 
+def test_a_cluster_without_sharded_pub_sub_sends_notices_on_the_namespace_channel(
+    platform: FakePlatform, redis_cluster: Any, namespace: str
+) -> None:
+    """Where the nodes lack SSUBSCRIBE (before Redis 7), notices go to the classic channel, which
+    the cluster relays to every node: another process's copy is still dropped at once."""
+    target = Target(redis_cluster.url, cluster=True)
+    minter = Minter(platform, "alice")
+    a, b = two_processes(platform, target, namespace, minter, front_ttl=600)
+    for pipeline in (a, b):
+        cache = pipeline._cache
+        assert isinstance(cache, RedisContextCache)
+        cache._link.client()
+        cache._link.sharded = False  # as a Redis 6 cluster answers COMMAND INFO SPUBLISH
+    old = a.get_context().token
+    assert b.get_context().token == old
+    assert a.get_context(needs_refresh=True).token != old
+    assert _until(lambda: b.cached() is None)
+    assert minter.calls == [False, True]
+
+
 def test_clearing_a_customer_drops_its_context_for_the_fleet(
     platform: FakePlatform, target: Target, namespace: str
 ) -> None:

@@ -15,6 +15,7 @@ waits on all of them at once; other threads only ask for channels and wake it.
 from __future__ import annotations
 
 import logging
+import random
 import select
 import socket
 import threading
@@ -187,8 +188,12 @@ class Notices:
         """The node to listen on for ``channel``, and the connection pool to it."""
         if not self._link.cluster:
             return "", client.connection_pool
-        # Classic notices reach every node of a cluster: any one will do.
-        node = client.get_node_from_key(channel) if self.sharded else client.get_default_node()
+        if self.sharded:
+            node = client.get_node_from_key(channel)
+        else:
+            # Classic notices reach every node of a cluster: any primary will do, another one
+            # after a failure.
+            node = random.choice(client.get_primaries())  # noqa: S311 - not for secrets
         return str(node.name), client.get_redis_connection(node).connection_pool
 
     def _subscribe(
