@@ -49,7 +49,7 @@ class _Loop:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 500) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
@@ -113,7 +113,7 @@ async def _achunks() -> AsyncIterator[bytes]:
 class _HttpxSync(AnyClient):
     def __init__(self, module: Any, auth: Any, pool: int) -> None:
         limits = module.Limits(max_connections=pool, max_keepalive_connections=pool)
-        self.client = module.Client(auth=auth, limits=limits, timeout=60)
+        self.client = module.Client(auth=auth, limits=limits, timeout=120)
 
     def request(self, method: str, url: str, **kw: Any) -> Result:
         r = self.client.request(
@@ -174,7 +174,7 @@ class _HttpxAsync(_AsyncClient):
         limits = module.Limits(max_connections=pool, max_keepalive_connections=pool)
 
         def new_client() -> Any:
-            return module.AsyncClient(auth=auth, limits=limits, timeout=60)
+            return module.AsyncClient(auth=auth, limits=limits, timeout=120)
 
         self._make = new_client
 
@@ -224,7 +224,7 @@ class _Requests(AnyClient):
             headers=kw.get("headers"),
             data=_chunks() if kw.get("stream") else None,
             allow_redirects=kw.get("follow_redirects", True),
-            timeout=60,
+            timeout=120,
         )
         return Result(r.status_code, r.content, len(r.history))
 
