@@ -81,9 +81,11 @@ def fast(
 
 def _verdict(
     wire: Wire[Any, Any],
+    request: Any,
     response: Any,
     customer: Customer | None,
     entry: CachedContext | None,
+    *,
     attached: bool,
 ) -> Verdict:
     pipeline = wire.pipeline
@@ -92,7 +94,7 @@ def _verdict(
     if plugins is not None and status == 401:
         context = entry.context if attached and entry is not None else None
         said: Verdict | None = plugins(
-            customer if attached else None, context, status, response.headers
+            customer if attached else None, context, status, response.headers, wire.htu(request)
         )
         if said is not None:
             return said
@@ -159,7 +161,9 @@ def flow(
             return (customer, generation, entry, attachment)
         if not pipeline._default_rules and status in pipeline._reads_body_on:
             yield _ReadBody(response)
-        verdict = _verdict(wire, response, customer, entry, attachment is not None)
+        verdict = _verdict(
+            wire, request, response, customer, entry, attached=attachment is not None
+        )
         response = None
         if verdict is Verdict.RETRY and not retried:
             # Same context, a fresh per-request part (a plugin took a server nonce for it).

@@ -21,7 +21,9 @@ from .errors import ProviderError
 __all__ = ["Classifies", "Proofs", "classifier_of", "proofs_of"]
 
 Proofs = Callable[[Customer, AuthContext, str, str], tuple[tuple[str, str], ...]]
-Classifies = Callable[[Customer | None, AuthContext | None, int, Mapping[str, str]], Verdict | None]
+Classifies = Callable[
+    [Customer | None, AuthContext | None, int, Mapping[str, str], str], Verdict | None
+]
 
 
 def proofs_of(manager: pluggy.PluginManager) -> Proofs | None:
@@ -54,8 +56,15 @@ def classifier_of(manager: pluggy.PluginManager) -> Classifies | None:
         context: AuthContext | None,
         status: int,
         headers: Mapping[str, str],
+        url: str,
     ) -> Verdict | None:
-        kwargs = {"customer": customer, "context": context, "status": status, "headers": headers}
+        kwargs = {
+            "customer": customer,
+            "context": context,
+            "status": status,
+            "headers": headers,
+            "url": url,
+        }
         call = HookCall(manager, "classify_response", kwargs)
         for impl in call.impls:
             verdict = call(impl)

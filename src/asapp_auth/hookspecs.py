@@ -128,14 +128,19 @@ def request_proof(
 
 @hookspec(firstresult=True)
 def classify_response(
-    customer: Customer | None, context: AuthContext | None, status: int, headers: Mapping[str, str]
+    customer: Customer | None,
+    context: AuthContext | None,
+    status: int,
+    headers: Mapping[str, str],
+    url: str,
 ) -> Verdict | None:
     """Say what a 401 response means before the default rules do; stops at the first non-None
     result.
 
     Called by the pipeline, through every client adapter, for every 401 response from a
     configured origin, with the customer and context the request carried (``None`` for an
-    anonymous request) and the response's headers (a case-insensitive mapping). Return
+    anonymous request), the response's headers (a case-insensitive mapping) and the request's URL
+    without query or fragment (to tell which server answered: a nonce is per server). Return
     ``Verdict.RETRY`` to send the request again once with the same context and a fresh
     ``request_proof`` (a server nonce to put in it, say; a second ``RETRY`` for the same request
     counts as ``OK``), ``TOKEN_EXPIRED`` or ``LOGIN_REQUIRED`` to refresh or log in, ``OK`` to hand
