@@ -314,6 +314,8 @@ class AuthServer(AuthorizationServer):
         self.forms: list[dict[str, list[str]]] = []
         self.secrets: set[str] = set()
         self.base_url = ""
+        # A dpopserver.TokenGate: DPoP proofs required at the token endpoint, tokens bound.
+        self.dpop: Any = None
         self._lock = threading.Lock()
         # Paths whose requests are accepted and never answered (stall), and how many came.
         self._stall = threading.Condition()
@@ -524,7 +526,13 @@ class _Handler(BaseHTTPRequestHandler):
                 auth.forms.append(multi)
             if auth.delay:
                 time.sleep(auth.delay)
+            jkt = None if auth.dpop is None else auth.dpop.check(self.headers, auth.token_url)
+            if isinstance(jkt, tuple):
+                self._reply(*jkt)
+                return
             status, body, headers = auth.create_token_response(request)
+            if jkt is not None and status == 200:
+                body = auth.dpop.bind(body, jkt)
         elif path == "/revoke":
             status, body, headers = auth.create_endpoint_response("revocation", request)
         else:

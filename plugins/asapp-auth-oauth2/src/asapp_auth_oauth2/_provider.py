@@ -21,6 +21,7 @@ from asapp_auth.errors import ProviderError, ProviderTimeoutError
 from . import _secret_jwt as secret_jwt
 from ._cache import SlotBusy, TokenCache
 from ._discovery import Discovery
+from ._dpop import DPoP, DPoPHooks
 from ._login import Login
 from ._response import TokenResponse, parse_token_response, token_dict
 from ._settings import OAuth2Settings, parse_settings
@@ -81,6 +82,13 @@ class OAuth2Provider:
         # Access tokens the app gave with set_token, and when they expire (monotonic clock):
         # put in the token cache at the customer's next request, when its key is known.
         self._given: dict[str, tuple[TokenResponse, float]] = {}
+        # DPoP: the key, the servers' nonces, and the request-path hooks, set on this object
+        # only when on, so that pipelines without DPoP have no request_proof to call.
+        self._dpop = None if s.dpop is None else DPoP(s.dpop)
+        if self._dpop is not None:
+            hooks = DPoPHooks(self._dpop)
+            self.request_proof = hooks.request_proof
+            self.classify_response = hooks.classify_response
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> OAuth2Provider:
@@ -116,9 +124,13 @@ class OAuth2Provider:
             with self._rt_lock:
                 refresh = self._refresh_tokens.get(customer.id)
             state = None if refresh is None else {"refresh_token": refresh}
-        return AuthContext(
-            {"Auth": {"Token": token}}, expires_in=remaining, source=SOURCE, state=state
+        # A DPoP-bound token goes in its own scheme, with a proof per request (request_proof).
+        auth = (
+            {"Token": token}
+            if self._dpop is None
+            else {"Headers": {"Authorization": f"DPoP {token}"}}
         )
+        return AuthContext({"Auth": auth}, expires_in=remaining, source=SOURCE, state=state)
 
     def _adopt_refresh_token(self, customer_id: str, previous: AuthContext) -> None:
         """Take the refresh token kept in ``previous`` unless it was spent here, or the app gave
@@ -525,8 +537,9 @@ class OAuth2Provider:
         headers: dict[str, str] = {}
         scrub += self._authenticate(form, headers, endpoint)
         log.debug("plugin 'oauth2': requesting a %s token from %s", s.grant, endpoint)
-        try:
-            result = self._transport.request(
+
+        def send(**dpop: Any) -> Any:
+            return self._transport.request(
                 "POST",
                 endpoint,
                 form=form,
@@ -535,7 +548,11 @@ class OAuth2Provider:
                 secrets=scrub,
                 customer_id=customer_id if s.per_customer else None,
                 deadline=deadline,
+                **dpop,
             )
+
+        try:
+            result = send() if self._dpop is None else self._dpop.token_request(endpoint, send)
         except InvalidGrantError as exc:
             if s.grant not in ("refresh_token", "token_exchange"):
                 raise

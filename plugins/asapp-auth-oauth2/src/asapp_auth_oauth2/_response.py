@@ -34,6 +34,8 @@ class TokenResponse:
     refresh_token: str | None = field(default=None, repr=False)
     scope: str | None = None
     issued_token_type: str | None = None
+    # "Bearer", or "DPoP" for a token bound to the client's DPoP key (RFC 9449 section 5).
+    token_type: str = "Bearer"  # noqa: S105 - a token type, not a password
 
 
 def parse_token_response(
@@ -74,11 +76,18 @@ def parse_token_response(
     if not _HEADER_SAFE.match(token):
         raise fail("access_token holds spaces or characters that cannot be sent in a header")
     token_type = data.get("token_type")
+    expected = "Bearer" if settings.dpop is None else "DPoP"
     if token_type is None:
-        raise fail("token_type is missing; it must be Bearer (RFC 6749 section 5.1)")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise fail(f"token_type is missing; it must be {expected} (RFC 6749 section 5.1)")
+    if not isinstance(token_type, str) or token_type.lower() != expected.lower():
         shown = repr(token_type[:20]) if isinstance(token_type, str) else _kind(token_type)
-        raise fail(f"token_type is {shown}, not Bearer (this plugin sends Bearer tokens only)")
+        why = (
+            "this plugin sends Bearer tokens only without dpop = true"
+            if settings.dpop is None
+            else "with dpop = true the token must be bound to the client's DPoP key (RFC 9449 "
+            "section 5); a server that issues Bearer tokens ignored the proof"
+        )
+        raise fail(f"token_type is {shown}, not {expected} ({why})")
     expires_in = _lifetime(data.get("expires_in"), settings, fail)
     refresh = data.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
@@ -89,7 +98,7 @@ def parse_token_response(
     issued = data.get("issued_token_type")
     if issued is not None and not isinstance(issued, str):
         raise fail(f"issued_token_type is {_kind(issued)}, not a string")
-    return TokenResponse(token, expires_in, refresh, scope, issued)
+    return TokenResponse(token, expires_in, refresh, scope, issued, expected)
 
 
 def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
@@ -116,7 +125,7 @@ def token_dict(
     in seconds since the epoch, as authlib's ``OAuth2Token``): what ``set_token`` takes back."""
     token: dict[str, Any] = {
         "access_token": response.access_token,
-        "token_type": "Bearer",
+        "token_type": response.token_type,
         "expires_in": max(1, int(expires_in)),
         "expires_at": int(time.time() + expires_in),
     }

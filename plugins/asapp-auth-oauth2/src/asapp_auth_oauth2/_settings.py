@@ -19,6 +19,8 @@ from asapp_auth.paths import setting_path
 from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
 
+from ._dpop import DPoPKey
+from ._dpop_settings import DPOP_SETTINGS, parse_dpop
 from ._login_settings import LOGIN_SETTINGS, LoginSettings, parse_login
 from ._secret_jwt import HMAC_ALGORITHMS, min_secret_bytes
 
@@ -102,6 +104,8 @@ class OAuth2Settings:
     revoke_on_clear: bool = False
     allow_http: bool = False
     login: LoginSettings | None = None
+    # The client's DPoP key (RFC 9449) when ``dpop`` is on; None: Bearer tokens.
+    dpop: DPoPKey | None = field(default=None, repr=False)
 
     @property
     def per_customer(self) -> bool:
@@ -393,6 +397,7 @@ def _mac_algorithm(raw: Mapping[str, Any], client_auth: str, secret: Secret | No
 _KNOWN = (
     frozenset(OAuth2Settings.__dataclass_fields__)
     | LOGIN_SETTINGS
+    | DPOP_SETTINGS
     | {
         "signing_key",
         "signing_algorithm",
@@ -603,6 +608,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             issuer=issuer,
             allow_http=allow_http,
         )
+    dpop = parse_dpop(raw, problems)
     problems.raise_any()
     return OAuth2Settings(
         grant=grant,  # type: ignore[arg-type]
@@ -620,6 +626,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         trust_env=trust_env,  # type: ignore[arg-type]
         allow_http=allow_http,
         login=login,
+        dpop=dpop,
         **{**values, "scope": " ".join(values["scope"]) or None},
     )
 

@@ -134,6 +134,8 @@ class Transport:
         what: str = "token endpoint",
         expect_json: bool = True,
         deadline: float | None = None,
+        fresh_headers: Callable[[], Mapping[str, str]] | None = None,
+        seen: Callable[[httpx.Headers], None] | None = None,
     ) -> HTTPResult:
         """Send, retrying transient failures; return the JSON object of a 2xx answer.
 
@@ -143,6 +145,8 @@ class Transport:
         Without ``expect_json`` any 2xx answer is a success (RFC 7009 revocation answers).
         Every attempt, wait and retry fits before ``deadline`` (``time.monotonic()``); when the
         next would not, ``TokenEndpointTimeoutError`` is raised instead.
+        ``fresh_headers`` are made anew for each attempt (a DPoP proof is never sent twice) and
+        ``seen`` gets the headers of every answer (a server's DPoP nonce).
         """
         s = self._settings
         endpoint = describe_endpoint(url)
@@ -164,7 +168,12 @@ class Transport:
             status: int | None = None
             timed_out = False
             try:
-                status, response_headers, body = self._send(method, url, form, headers, deadline)
+                sending = headers
+                if fresh_headers is not None:
+                    sending = {**(headers or {}), **fresh_headers()}
+                status, response_headers, body = self._send(method, url, form, sending, deadline)
+                if seen is not None:
+                    seen(response_headers)
             except _PastDeadline as exc:
                 problem, timed_out = "did not answer in time", True
                 retryable = idempotent or not exc.sent
