@@ -401,6 +401,25 @@ def test_a_retried_request_gets_a_fresh_proof_and_no_refresh_on_a_nonce_challeng
     assert provider.calls == [False]
 
 
+def test_classify_response_is_told_which_url_answered(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """classify_response gets the request's URL without query: a nonce is per server."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    told: list[str] = []
+
+    class Told:
+        @hookimpl
+        def classify_response(self, url: str) -> Verdict | None:
+            told.append(url)
+            return Verdict.OK
+
+    pipeline.register(Told())
+    platform.route("/v1/no", lambda exchange: exchange.answer(401, {"error": "no"}))
+    assert session.request("GET", f"{platform.url}/v1/no?page=3").status == 401
+    assert told == [f"{platform.url}/v1/no"]
+
+
 def test_a_second_nonce_challenge_hands_the_response_back(
     session: Session, pipeline: AuthPipeline, platform: FakePlatform
 ) -> None:
