@@ -94,6 +94,7 @@ def bench(session: nox.Session) -> None:
         "bench_customers",
         "bench_jwt",
         "bench_oauth2_e2e",
+        "bench_dpop",
     ):
         session.run("python", f"bench/{script}.py", *quick)
     # redis-server comes from the machine (dev.py test installs Debian's), not from pip.

@@ -33,12 +33,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def needs(script: str) -> None:
-    if script in ("bench_jwt", "bench_oauth2_e2e"):
+    if script in ("bench_jwt", "bench_oauth2_e2e", "bench_dpop"):
         pytest.importorskip("asapp_auth_jwt" if script == "bench_jwt" else "asapp_auth_oauth2")
     if script in ("bench_stampede", "bench_oauth2_e2e"):
         pytest.importorskip("httpx_auth")
         pytest.importorskip("authlib")
-    if script == "bench_jwt":
+    if script in ("bench_jwt", "bench_dpop"):
         pytest.importorskip("jwt")
 
 
@@ -77,6 +77,18 @@ def test_benchmark_runs_in_quick_mode(script: Path, results: Path) -> None:
     done = run([str(script), "--quick"], results)
     assert "| ---" in done.stdout
     assert (results / f"{script.stem.removeprefix('bench_')}.json").exists()
+
+
+def test_dpop_results_compare_proofs_with_signing_alone(results: Path) -> None:
+    """The DPoP bench reports, per key type, proofs and hook calls per second beside signing
+    alone, with the ratios."""
+    data = results_of("dpop", results)
+    assert data["quick"] is True
+    assert set(data["results"]) == {"ES256", "EdDSA"}
+    for row in data["results"].values():
+        assert set(row["median_ops_per_second"]) == {"signing_alone", "proof", "request_proof"}
+        assert row["proof_over_signing"] > 0
+        assert row["hook_over_signing"] > 0
 
 
 def test_oauth2_e2e_results_have_every_library(results: Path) -> None:
