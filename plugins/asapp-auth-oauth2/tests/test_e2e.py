@@ -370,3 +370,26 @@ def test_pipeline_clear_revokes_through_on_customer_cleared(make: Any, auth: Aut
     pipeline.clear()
     assert set(auth.revoked) == {access, refresh}
     assert pipeline.get_context() is None
+
+
+def test_a_given_token_endpoint_wins_over_the_issuers(make: Any, auth: AuthServer) -> None:
+    """With both ``token_endpoint`` and ``issuer``, tokens come from ``token_endpoint`` without
+    fetching the issuer's metadata, which serves only what is not set (the revocation endpoint)."""
+    from authserver import start
+
+    elsewhere = AuthServer()
+    running = start(elsewhere)
+    try:
+        client_for(elsewhere, "client_secret_basic")
+        plugin = make(**settings_for(elsewhere, "client_secret_basic"), issuer=auth.base_url)
+        context = plugin.provide_context(Customer("alice"), False, None)
+        assert token_of(context) in elsewhere.by_access
+        assert (elsewhere.calls["client_credentials"], auth.token_calls) == (1, 0)
+        assert plugin.token_endpoint() == elsewhere.token_url
+        assert plugin._discovery is not None
+        assert plugin._discovery.fetches == 0
+        assert plugin.revocation_endpoint() == auth.base_url + "/revoke"
+        assert plugin._discovery.fetches == 1
+    finally:
+        SECRETS.update(elsewhere.secrets)
+        running.stop()

@@ -158,3 +158,33 @@ def test_a_missing_client_id_says_it_is_missing() -> None:
     with pytest.raises(ConfigurationError) as caught:
         from_settings({"token_endpoint": BASE["token_endpoint"]})
     assert str(caught.value) == "plugin 'oauth2': setting 'client_id' is missing; it is required"
+
+
+def _documented_settings(page: Path) -> set[str]:
+    """The setting names in the first column of the page's Settings table."""
+    import re
+
+    section = page.read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("|")]
+    return {name for row in rows for name in re.findall(r"`(\w+)`", row[1])}
+
+
+def test_settings_tables_list_every_setting() -> None:
+    """The docs page's Settings table lists every setting the plugin takes, and none it does not;
+    the README's lists no setting that does not exist, and every one unless it sends the reader
+    to the docs page for the rest."""
+    from asapp_auth_oauth2._settings import _KNOWN
+
+    here = Path(__file__).resolve().parent.parent
+    docs = here.parent.parent / "docs" / "plugins" / "oauth2.md"
+    if docs.is_file():  # in the repository
+        documented = _documented_settings(docs)
+        assert sorted(_KNOWN - documented) == [], "docs/plugins/oauth2.md does not list these"
+        assert sorted(documented - _KNOWN) == [], "docs/plugins/oauth2.md lists unknown settings"
+    readme = here / "README.md"
+    listed = _documented_settings(readme)
+    assert sorted(listed - _KNOWN) == [], "README.md lists settings that do not exist"
+    table = readme.read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ")[0]
+    if "docs/plugins/oauth2.md" not in table:
+        assert sorted(_KNOWN - listed) == [], "README.md does not list these"
+    assert "ssl_context" in listed

@@ -274,3 +274,84 @@ def test_unusable_verify_is_a_configuration_error(
     for verify in (str(tmp_path / "missing-ca.pem"), str(not_a_ca)):
         with pytest.raises(ConfigurationError, match="'verify'"):
             OAuth2Provider(**settings(tls_auth, pki, verify=verify))
+
+
+def _own_context(ca: CA, client: Issued | None) -> ssl.SSLContext:
+    """An app's own TLS context: trusting ``ca``, presenting ``client``'s certificate."""
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    if client is not None:
+        context.load_cert_chain(*client.pair)
+    return context
+
+
+def _without_tls_files(raw: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in raw.items() if name not in ("verify", "cert")}
+
+
+def test_an_ssl_context_setting_is_what_the_plugin_connects_with(
+    tls_auth: AuthServer, pki: PKI, resource: Running
+) -> None:
+    """An ``ssl.SSLContext`` given as ``ssl_context`` is used as it is, for the server's trust
+    and for the client certificate of tls_client_auth, through a pipeline."""
+    from asapp_auth.pipeline import AuthPipeline
+
+    raw = _without_tls_files(settings(tls_auth, pki))
+    raw["ssl_context"] = _own_context(pki.ca, pki.client)
+    pipeline = AuthPipeline(origins=[resource.url], plugins={"oauth2": raw})
+    pipeline.load(customer_id="alice")
+    try:
+        with httpx.Client(auth=pipeline) as client:
+            answer = client.get(resource.url + "/api/me")
+    finally:
+        pipeline.plugin_manager.get_plugin("oauth2").close()
+    assert answer.status_code == 200
+    assert answer.json() == {"client": "app"}
+    assert tls_auth.calls["client_credentials"] == 1
+
+
+@pytest.mark.parametrize("client", ["no certificate", "a certificate of another CA"])
+def test_a_handshake_refused_with_an_own_ssl_context_names_that_setting(
+    make_tls: Any, tls_auth: AuthServer, pki: PKI, client: str
+) -> None:
+    """When the server refuses an own ``ssl_context`` (a wrong CA, no or a foreign client
+    certificate), the TLSError names ``ssl_context``, not settings that were not given."""
+    raw = _without_tls_files(settings(tls_auth, pki))
+    if client == "no certificate":
+        raw["client_auth"] = "none"
+    shown = None if client == "no certificate" else pki.foreign_client
+    for context, says in (
+        (_own_context(pki.ca, shown), "client certificate of the 'ssl_context' setting"),
+        (_own_context(pki.other_ca, pki.client), "into 'ssl_context' (load_verify_locations)"),
+    ):
+        plugin = make_tls(**raw, ssl_context=context)
+        with pytest.raises(TLSError) as caught:
+            plugin.provide_context(Customer("alice"), False, None)
+        assert says in str(caught.value)
+        assert "'verify'" not in str(caught.value)
+        assert "'cert'" not in str(caught.value)
+    assert tls_auth.token_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"ssl_context": "/etc/ssl/certs"}, "must be an ssl.SSLContext, not str"),
+        ({"ssl_context": True}, "must be an ssl.SSLContext, not bool"),
+        ({"verify": False}, "was given with ['verify']"),
+        ({"cert": "client.pem"}, "was given with ['cert']"),
+    ],
+)
+def test_a_bad_or_contradicted_ssl_context_is_a_configuration_error(
+    tls_auth: AuthServer, pki: PKI, extra: dict[str, Any], message: str
+) -> None:
+    """An ``ssl_context`` that is no SSLContext, or one given with ``verify`` or ``cert`` (which
+    it replaces), fails at configuration time, naming the settings."""
+    raw = {
+        "ssl_context": _own_context(pki.ca, pki.client),
+        **_without_tls_files(settings(tls_auth, pki)),
+    }
+    raw.update(extra)
+    with pytest.raises(ConfigurationError) as caught:
+        OAuth2Provider(**raw)
+    assert message in str(caught.value)
+    assert "'ssl_context'" in str(caught.value)

@@ -92,7 +92,8 @@ class OAuth2Settings:
     connect_timeout: float = 5.0
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
-    # Built from ``verify`` (a CA path) and ``cert`` at configuration time; None: httpx's default.
+    # Given in code, or built from ``verify`` (a CA path) and ``cert`` at configuration time;
+    # None: httpx's default.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     proxy: str | None = None
     trust_env: bool = True
@@ -234,6 +235,24 @@ def _cert(value: object) -> str | tuple[str, str] | None:
     ):
         return (setting_path(value[0]), setting_path(value[1]))
     raise _fail("cert", "must be a PEM path, or a [certificate path, key path] pair")
+
+
+def _own_ssl_context(raw: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """An ``ssl.SSLContext`` given in code, used as it is: then it alone decides what is trusted
+    and which client certificate is shown, so ``verify`` and ``cert`` may not be given too."""
+    context = raw.get("ssl_context")
+    if context is None:
+        return None
+    if not isinstance(context, ssl.SSLContext):
+        raise _fail("ssl_context", f"must be an ssl.SSLContext, not {type(context).__name__}")
+    given = [name for name in ("verify", "cert") if raw.get(name) is not None]
+    if given:
+        raise _fail(
+            "ssl_context",
+            f"was given with {given}, which it replaces; load the CA and the client certificate "
+            "into the context (load_verify_locations, load_cert_chain), or leave ssl_context out",
+        )
+    return context
 
 
 def _signer(raw: Mapping[str, Any]) -> Signer | None:
@@ -553,10 +572,17 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         )
         problems.add("signer", f"setting 'signer' (or 'signing_key') is required with {needs}")
     cert = check("cert", _cert, raw.get("cert"))
-    if client_auth == "tls_client_auth" and cert is None and not problems.failed("cert"):
+    own_context = check("ssl_context", _own_ssl_context, raw)
+    if (
+        client_auth == "tls_client_auth"
+        and cert is None
+        and own_context is None
+        and not problems.failed("cert", "ssl_context")
+    ):
         problems.add(
             "cert",
-            "setting 'cert' is required with client_auth='tls_client_auth' (RFC 8705)",
+            "setting 'cert' is required with client_auth='tls_client_auth' (RFC 8705), or an "
+            "'ssl_context' holding the client certificate",
         )
     verify = check("verify", _verify, raw.get("verify", True))
     trust_env = check("trust_env", _bool, "trust_env", raw.get("trust_env", True))
@@ -586,8 +612,8 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
         **{name: check(name, _callable, name, raw.get(name)) for name in _CALLABLES},
         **_numbers(raw, problems),
     }
-    ssl_context = None
-    if not problems.failed("verify", "cert", "trust_env"):
+    ssl_context = own_context
+    if ssl_context is None and not problems.failed("verify", "cert", "trust_env", "ssl_context"):
         ssl_context = check("verify", _ssl_context, verify, cert, trust_env)  # type: ignore[arg-type]
     expires = (values["default_expires_in"], values["max_expires_in"])
     if None not in expires and expires[0] > expires[1]:

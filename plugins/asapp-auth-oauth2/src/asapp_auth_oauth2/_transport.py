@@ -178,7 +178,7 @@ class Transport:
                 problem, timed_out = "did not answer in time", True
                 retryable = idempotent or not exc.sent
             except (*_UNSENT, *_MAYBE_SENT) as exc:
-                tls_problem = _tls_problem(exc, what, endpoint, has_cert=s.cert is not None)
+                tls_problem = _tls_problem(exc, what, endpoint, s)
                 if tls_problem is not None:
                     raise TLSError(
                         tls_problem, endpoint=endpoint, attempts=attempts, customer_id=customer_id
@@ -496,22 +496,35 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _tls_problem(exc: BaseException, what: str, endpoint: str, *, has_cert: bool) -> str | None:
-    """A message for a TLS failure that retrying cannot fix; ``None`` for any other failure."""
+def _tls_problem(exc: BaseException, what: str, endpoint: str, s: OAuth2Settings) -> str | None:
+    """A message for a TLS failure that retrying cannot fix; ``None`` for any other failure.
+    It names the settings that decide the failing side: ``ssl_context`` when one was given."""
     cause = _ssl_cause(exc)
     if cause is None or isinstance(cause, _TRANSIENT_SSL):
         return None
+    # parse_settings refuses verify and cert beside an ssl_context of the app's own.
+    own = s.ssl_context is not None and s.cert is None and isinstance(s.verify, bool)
     if isinstance(cause, ssl.SSLCertVerificationError):
         detail = cause.verify_message or cause.reason or "certificate verify failed"
+        fix = (
+            "load the CA that issued it into 'ssl_context' (load_verify_locations)"
+            if own
+            else "set 'verify' to the CA bundle that issued it"
+        )
         return (
             f"plugin 'oauth2': the server certificate of the {what} {endpoint} could not be "
-            f"verified ({detail}); set 'verify' to the CA bundle that issued it, or fix the "
-            "server's certificate"
+            f"verified ({detail}); {fix}, or fix the server's certificate"
         )
     reason = str(cause.reason or type(cause).__name__)
     shown = reason.lower().replace("_", " ")
     if reason in _CLIENT_CERT_ALERTS:
-        if not has_cert:
+        if own:
+            return (
+                f"plugin 'oauth2': the {what} {endpoint} refused or missed the client "
+                f"certificate of the 'ssl_context' setting in the TLS handshake ({shown}); load "
+                "one issued by a CA the server trusts, for this client (load_cert_chain)"
+            )
+        if s.cert is None:
             return (
                 f"plugin 'oauth2': the {what} {endpoint} requires a client certificate in the "
                 f"TLS handshake ({shown}) and none is configured; set 'cert'"
@@ -521,9 +534,10 @@ def _tls_problem(exc: BaseException, what: str, endpoint: str, *, has_cert: bool
             f"'cert' setting in the TLS handshake ({shown}); use a certificate issued by a CA "
             "the server trusts, for this client"
         )
+    settings = "'ssl_context' setting" if own else "'verify' and 'cert' settings"
     return (
         f"plugin 'oauth2': the TLS handshake with the {what} {endpoint} failed ({shown}); check "
-        "the URL and the 'verify' and 'cert' settings"
+        f"the URL and the {settings}"
     )
 
 
