@@ -22,6 +22,7 @@ from ._ops import Op as _Op
 from ._ops import ReadBody as _ReadBody
 from ._ops import Rejected as _Rejected
 from ._ops import Sent as _Sent
+from ._rejection import returning
 from ._wire import Wire
 from .cache import CachedContext
 from .classify import REFUSALS, Verdict, default_verdict
@@ -116,7 +117,24 @@ def flow(
     """Everything past the cached path; ``sent`` and ``response`` carry on from a request the
     cached path already sent. Yields a request to send (the driver sends back its response) or
     an operation (``_ops``; the driver sends back its result, or throws its error in). Returns
-    what is on the request when it ends: (customer, generation, entry, attachment)."""
+    what is on the request when it ends: (customer, generation, entry, attachment).
+
+    With ``on_rejection="return"`` it ends, rather than raise, on a 401 it cannot resolve: the
+    driver then returns that response, as for any other final answer (``_rejection``).
+    """
+    steps = _steps(wire, request, bound, sent, response)
+    if wire.pipeline._returns_rejections:
+        return returning(steps, wire, answered=response is not None)
+    return steps
+
+
+def _steps(
+    wire: Wire[Any, Any],
+    request: Any,
+    bound: Customer | None,
+    sent: _Sent | None,
+    response: Any,
+) -> Generator[Any, Any, _Sent]:
     pipeline = wire.pipeline
     refreshed = logged_in = retried = False
     switches = 0

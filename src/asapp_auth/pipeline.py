@@ -28,6 +28,7 @@ from ._flow import auth_flow_async, auth_flow_sync
 from ._httpx_wire import HttpxWire, register_httpx_module
 from ._logins import Logins
 from ._refusals import Refusals
+from ._rejection import OnRejection, check_on_rejection
 from ._state import CUSTOMER_PROVIDER
 from ._store import ContextStore, CustomerProvider
 from .attach import Attacher, as_attacher
@@ -76,6 +77,10 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
     :param max_context_bytes: the largest context accepted, both as put on a request and as
         kept in the cache (its JSON with its state); a larger one is refused, nothing cached.
     :param plugin_manager: a pluggy manager to use instead of a fresh one.
+    :param on_rejection: what a request gets when the platform's 401 cannot be resolved (a context
+        refused again right after a refresh, a login that did not happen or did not help):
+        ``"raise"`` (the default) raises ``TokenRejectedError`` or ``LoginRequiredError``;
+        ``"return"`` returns that 401 response, as the client would without auth.
     """
 
     requires_request_body = False
@@ -97,6 +102,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         classify: Classifier | None = None,
         max_context_bytes: int = DEFAULT_MAX_CONTEXT_BYTES,
         plugin_manager: pluggy.PluginManager | None = None,
+        on_rejection: OnRejection = "raise",
     ) -> None:
         self._origins: frozenset[Origin] = parse_origins(origins)
         self._expiry_margin = _seconds("expiry_margin", expiry_margin)
@@ -114,6 +120,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
         self._classify: Classifier = classify or default_classifier
         self._default_rules = classify is None
         self._reads_body_on: frozenset[int] = frozenset(getattr(classify, "reads_body_on", ()))
+        self._returns_rejections = check_on_rejection(on_rejection)
         if cache is None:
             cache = MemoryContextCache(cache_size)
         elif not isinstance(cache, ContextCache):
