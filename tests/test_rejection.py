@@ -19,7 +19,7 @@ from asapp_auth.errors import (
     ProviderError,
     TokenRejectedError,
 )
-from asapp_auth.testing import FakePlatform
+from asapp_auth.testing import Exchange, FakePlatform
 
 
 class Refused:
@@ -183,3 +183,28 @@ def test_every_client_gets_the_final_401_back(platform: FakePlatform, kind: str)
     assert result.json() == {"error": "invalid_token"}
     assert provider.calls == [False, True]
     assert len(platform.requests_to("/v1/account")) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_431_refused_again_after_its_refresh_is_returned_too(
+    platform: FakePlatform, mode: str
+) -> None:
+    """A 431 (headers too large) that the refresh did not cure comes back as the response with
+    ``"return"``, as a 401 does, and raises ``TokenRejectedError`` by default."""
+
+    def too_large(exchange: Exchange) -> None:
+        exchange.answer(431, {"error": "request_header_fields_too_large"})
+
+    platform.route("/v1/big", too_large)
+    url = f"{platform.url}/v1/big"
+    for on_rejection in ("return", "raise"):
+        provider = Refused(platform)
+        pipeline = AuthPipeline([platform.origin], on_rejection=on_rejection)  # type: ignore[arg-type]
+        pipeline.load("alice", provider)
+        if on_rejection == "return":
+            assert _get(pipeline, url, mode).status_code == 431
+        else:
+            with pytest.raises(TokenRejectedError) as caught:
+                _get(pipeline, url, mode)
+            assert caught.value.status_code == 431
+        assert provider.calls == [False, True]

@@ -1,9 +1,9 @@
-"""``on_rejection``: what a request gets when the platform's 401 cannot be resolved.
+"""``on_rejection``: what a request gets when the platform's 401 (or 431) is not resolved.
 
 ``"raise"`` (the default): ``TokenRejectedError`` (a context refused again right after it was
 refreshed) or ``LoginRequiredError`` (a login that did not happen, or did not help).
-``"return"``: the flow ends instead, and the client returns the platform's last answer, that 401,
-as it would without auth; ``raise_for_status()`` then raises the client's own status error.
+``"return"``: the flow ends instead, and the client returns the platform's last answer, that 401
+(or 431), as it would without auth; ``raise_for_status()`` then raises the client's own error.
 Everything that is not the platform's answer (a provider that fails or is late, a blocked
 redirect, a body that cannot be sent again) raises either way.
 

@@ -80,7 +80,7 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
     :param on_rejection: what a request gets when the platform's 401 cannot be resolved (a context
         refused again right after a refresh, a login that did not happen or did not help):
         ``"raise"`` (the default) raises ``TokenRejectedError`` or ``LoginRequiredError``;
-        ``"return"`` returns that 401 response, as the client would without auth.
+        ``"return"`` returns that 401 (or 431) response, as the client would without auth.
     """
 
     requires_request_body = False
