@@ -550,3 +550,17 @@ def test_refresh_ahead_runs_in_the_background_while_the_context_is_served(
     assert provider.calls == [False, True]
     served = {r.headers["Authorization"] for r in platform.received}
     assert served == {f"Bearer {provider.tokens[0]}"}
+
+
+def test_a_401_from_another_origin_after_a_redirect_is_handed_back(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """A redirect to another origin that answers 401 says nothing of our context: the response
+    comes back as it is, with no refresh and no login."""
+    provider = RecordingProvider(platform, "alice")
+    pipeline.load("alice", provider)
+    target = f"{elsewhere.url}/v1/account"
+    result = session.request("GET", f"{platform.url}/redirect?to={target}&status=302")
+    assert result.status == 401
+    assert provider.calls == [False]
+    assert "Authorization" not in elsewhere.received[0].headers

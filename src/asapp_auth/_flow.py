@@ -177,6 +177,10 @@ def _steps(
         status = wire.status(response)
         if pipeline._default_rules and status not in REFUSALS:
             return (customer, generation, entry, attachment)
+        if wire.answered_elsewhere(request, response):
+            # A redirect took the request to another origin, which carried nothing of ours:
+            # its 401 says nothing about our context. Handed back as it is.
+            return (customer, generation, entry, attachment)
         if not pipeline._default_rules and status in pipeline._reads_body_on:
             yield _ReadBody(response)
         verdict = _verdict(

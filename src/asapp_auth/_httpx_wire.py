@@ -48,6 +48,10 @@ class HttpxWire(Wire[Any, Any]):
         if not attachment.authorization_only or request.url.scheme != "https":
             install_guard(request, self.origins, attachment, self._guard_type)
 
+    def answered_elsewhere(self, request: Any, response: Any) -> bool:
+        last = response.request
+        return last is not request and not self.is_target(last)
+
     def replayable(self, request: Any) -> bool:
         return isinstance(request.stream, self._module.ByteStream)
 

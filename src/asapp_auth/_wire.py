@@ -145,6 +145,11 @@ class Wire(Generic[Req, Resp]):
     def detach(self, request: Req, attachment: Any) -> None:
         self.pipeline._attacher.detach(request, attachment)
 
+    def answered_elsewhere(self, request: Req, response: Resp) -> bool:
+        """True when ``response`` came from another origin than the configured one ``request``
+        went to: a client that follows redirects itself hands the last hop's answer back."""
+        return False
+
     def replayable(self, request: Req) -> bool:
         """True when the request's body can be sent again (a retry after a refresh)."""
         raise NotImplementedError
