@@ -43,7 +43,9 @@ def test_200_threads_on_an_expired_context_make_one_refresh(platform: FakePlatfo
     pipeline.load("alice", provider)
     barrier = threading.Barrier(200)
     results: list[Any] = []
-    limits = httpx.Limits(max_connections=50)
+    # Keep-alive as large as the pool: httpcore 1.0.9's sync pool can otherwise close a connection
+    # it has handed to a waiting thread (encode/httpcore#1110), seen here as a ReadError.
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     with httpx.Client(auth=pipeline, limits=limits, timeout=30) as client:
         client.get(f"{platform.url}/v1/account")
         platform.expire()
