@@ -233,3 +233,19 @@ def test_a_plugin_command_without_its_plugin_says_what_to_do(
     assert "not allowed" in err
     assert main(["chek"]) == 2
     assert "unknown command 'chek' (did you mean 'check'?)" in capsys.readouterr().err
+
+
+def test_install_hints_for_extras_name_packages_an_index_has() -> None:
+    """The hint for a missing extra installs the extra's own packages, as pyproject.toml
+    declares them, not asapp-auth[extra] (asapp-auth is on no package index)."""
+    import tomllib
+
+    from asapp_auth._hints import extra_hint
+
+    declared = tomllib.loads((SRC.parent.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in ("redis", "requests", "aiohttp", "httpx2"):
+        hint = extra_hint(extra)
+        assert hint == "pip install " + " ".join(f"'{spec}'" for spec in sorted(declared[extra]))
+        assert "asapp-auth[" not in hint

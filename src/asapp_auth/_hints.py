@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 
 __all__ = [
@@ -85,3 +87,17 @@ def kind(value: object) -> str:
     vowel = name[0] in "aeiouAEIOU" and not name.startswith(("U", "u"))
     acronym = name[:2].isupper() and name[0] in "AEFHILMNORSX"
     return f"{'an' if vowel or acronym else 'a'} {name}"
+
+
+def extra_hint(extra: str) -> str:
+    """The pip command that installs what asapp-auth's ``extra`` adds: its packages by name, as
+    they are on PyPI (asapp-auth itself is on no index, so ``asapp-auth[extra]`` would not do)."""
+    try:
+        requires = metadata.requires("asapp-auth") or []
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        requires = []
+    marker = re.compile(rf"""^(?P<spec>[^;]+);\s*extra\s*==\s*["']{re.escape(extra)}["']\s*$""")
+    specs = [m["spec"].strip() for r in requires if (m := marker.match(r))]
+    if not specs:
+        return f"pip install '.[{extra}]' (from a checkout of asapp-auth)"
+    return "pip install " + " ".join(f"'{spec}'" for spec in sorted(specs))

@@ -27,6 +27,7 @@ from ._demo_backend import b64decode as _b64decode
 from ._demo_backend import check as _check
 from ._demo_backend import write_secret as _write_secret
 from ._demo_oauth2 import OAuth2Backend as _OAuth2
+from ._hints import extra_hint
 from .customer import Customer
 from .errors import NoProviderError, TokenRejectedError
 from .hookspecs import hookimpl
@@ -55,7 +56,7 @@ def missing_client(kind: str) -> str | None:
     try:
         __import__(module)
     except ImportError:
-        return f"demo --client {kind} needs {module}: pip install 'asapp-auth[{EXTRAS[kind]}]'"
+        return f"demo --client {kind} needs {module}: {extra_hint(EXTRAS[kind])}"
     return None
 
 

@@ -26,7 +26,7 @@ providers itself when it must, warns once per outage, and tries Redis again afte
 ``retry_after`` seconds; on a cluster, only the customers of the shard in trouble
 (``asapp_auth._redis_link``).
 
-Needs ``pip install 'asapp-auth[redis]'`` (redis-py and cryptography).
+Needs the ``redis`` extra (redis-py and cryptography; from a checkout, ``pip install '.[redis]'``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from ._checks import seconds
+from ._hints import extra_hint
 from .cache import CachedContext, MemoryContextCache
 from .context import AuthContext
 from .customer import Customer
@@ -50,9 +51,7 @@ from .sealing import KeyRing
 try:
     import redis
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ConfigurationError(
-        "the Redis cache needs redis-py: pip install 'asapp-auth[redis]'"
-    ) from exc
+    raise ConfigurationError(f"the Redis cache needs redis-py: {extra_hint('redis')}") from exc
 
 from . import _redis_scripts as scripts
 from ._redis_entries import Clock, Entries, Found

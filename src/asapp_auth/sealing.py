@@ -5,7 +5,7 @@ key first, keep the old one until entries sealed with it have expired, then drop
 value names its key by a short id (a hash of the key, not the key) and is bound to where it is
 stored (the associated data): a value copied under another customer's name does not open.
 
-Needs ``cryptography`` (``pip install asapp-auth[redis]``).
+Needs ``cryptography`` (the ``redis`` extra; from a checkout, ``pip install '.[redis]'``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 
+from ._hints import extra_hint
 from .errors import ConfigurationError
 from .secrets import Secret, resolve_secret
 
@@ -24,7 +25,7 @@ try:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ConfigurationError(
-        "encrypting cached contexts needs the cryptography package: pip install 'asapp-auth[redis]'"
+        f"encrypting cached contexts needs the cryptography package: {extra_hint('redis')}"
     ) from exc
 
 __all__ = ["KeyRing", "UnsealError", "generate_key"]

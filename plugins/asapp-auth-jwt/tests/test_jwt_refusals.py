@@ -175,3 +175,14 @@ def test_every_problem_is_reported_at_once_in_the_order_given(tmp_path: Path) ->
         "'audience'",
     ]
     assert str(info.value).startswith("plugin 'jwt': 4 problems:")
+
+
+def test_types_are_named_with_the_right_article() -> None:
+    """Messages describe a value by its type with the article it takes ("an int", "an
+    Ed448PrivateKey"), never "a int"."""
+    with pytest.raises(ConfigurationError, match="has an int claim name"):
+        from_settings(_settings(claims={1: "x"}))
+    with pytest.raises(ConfigurationError, match="cannot sign with an Ed448PrivateKey"):
+        Signer(ed448.Ed448PrivateKey.generate())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="not a list"):
+        from_settings(_settings(claims=["x"]))

@@ -16,7 +16,7 @@ from authserver import EXCHANGE, JWT_BEARER, AuthServer, Client
 from conftest import SECRETS
 
 from asapp_auth import AuthContext, Customer
-from asapp_auth.errors import LoginRequiredError
+from asapp_auth.errors import LoginRequiredError, ProviderError
 
 ALL_GRANTS = ("client_credentials", "refresh_token", EXCHANGE, JWT_BEARER)
 SECRET = "s3cr:et+/ %&é=="  # reserved characters, to prove the Basic encoding
@@ -393,3 +393,17 @@ def test_a_given_token_endpoint_wins_over_the_issuers(make: Any, auth: AuthServe
     finally:
         SECRETS.update(elsewhere.secrets)
         running.stop()
+
+
+def test_a_subject_token_of_the_wrong_type_is_named_with_its_article(
+    make: Any, auth: AuthServer
+) -> None:
+    """A subject_token_for that returns an int is said to return "an int", never "a int"."""
+    client_for(auth, "client_secret_basic")
+    plugin = make(
+        **settings_for(auth, "client_secret_basic", grant="token_exchange"),
+        subject_token_for=lambda cid: 5,
+    )
+    with pytest.raises(ProviderError, match="subject_token_for returned an int, not"):
+        plugin.provide_context(Customer("alice"), False, None)
+    assert auth.forms == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,16 @@ def test_settings_tables_list_every_setting() -> None:
     if "docs/plugins/oauth2.md" not in table:
         assert sorted(_KNOWN - listed) == [], "README.md does not list these"
     assert "ssl_context" in listed
+
+
+def test_signing_key_without_the_jwt_plugin_gives_an_install_command_that_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the JWT plugin, signing_key says to install it from the checkout's folder (it is
+    on no index), not the [jwt] extra that pip could not resolve."""
+    monkeypatch.setitem(sys.modules, "asapp_auth_jwt", None)
+    with pytest.raises(ConfigurationError) as caught:
+        build(signing_key="client.pem")
+    message = str(caught.value)
+    assert "pip install ./plugins/asapp-auth-jwt" in message
+    assert "[jwt]" not in message

@@ -137,7 +137,8 @@ class SessionServiceProvider:
             problem = "answered no token (not a JSON object with 'token')"
             raise self._failed(customer, problem) from None
         if not isinstance(token, str) or not token:
-            raise self._failed(customer, f"answered a {type(token).__name__} token, not a str")
+            what = "no" if token is None else f"a {type(token).__name__}"
+            raise self._failed(customer, f"answered {what} token, not a str")
         try:
             return AuthContext({"Auth": {"Token": token}}, expires_in=expires_in, source=PLUGIN)
         except ValueError as exc:  # InvalidContextError: a token unfit for a header, say

@@ -29,6 +29,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "jwk_to_key",
+    "kind",
     "load_key",
     "public_jwk_of",
     "thumbprint",
@@ -52,6 +53,17 @@ CURVES: dict[str, type[ec.EllipticCurve]] = {
 }
 CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 """Curve names of ``cryptography`` to those of JOSE."""
+
+
+def kind(value: object) -> str:
+    """A value's type with its article, for messages that never quote it: ``an int``, ``an
+    RSAPublicKey``, ``a str``, ``None``."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    # By sound: a leading vowel, or an initialism whose first letter is said with one (RSA, X448).
+    vowel = name[0] in "aeiouAEIOU" or (name[:2].isupper() and name[0] in "AEFHILMNORSX")
+    return f"{'an' if vowel else 'a'} {name}"
 
 
 def b64url_encode(data: bytes) -> bytes:
@@ -204,7 +216,7 @@ def pem_to_key(
         ) from None
     if not isinstance(key, PRIVATE_KEY_TYPES):
         raise ConfigurationError(
-            f"{PLUGIN}: the PEM key {where} is a {type(key).__name__}; use an RSA, EC (P-256, "
+            f"{PLUGIN}: the PEM key {where} is {kind(key)}; use an RSA, EC (P-256, "
             "P-384, P-521) or Ed25519 key"
         )
     return key

@@ -16,7 +16,7 @@ from asapp_auth.errors import AsappAuthError, ConfigurationError, ProviderError
 from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
-from ._keys import ENTRY_POINT, PLUGIN, PRIVATE_KEY_TYPES
+from ._keys import ENTRY_POINT, PLUGIN, PRIVATE_KEY_TYPES, kind
 from ._signer import Signer, load_signers, public_jwks
 
 __all__ = [
@@ -48,8 +48,7 @@ def _fail(setting: str, problem: str) -> ConfigurationError:
 
 def _check_extra_claims(claims: object, what: str) -> dict[str, Any]:
     if not isinstance(claims, Mapping):
-        kind = type(claims).__name__
-        raise _fail(what, f"must be a mapping of claim names to values, not {kind}")
+        raise _fail(what, f"must be a mapping of claim names to values, not {kind(claims)}")
     reserved = sorted(RESERVED_CLAIMS.intersection(claims))
     if reserved:
         raise _fail(
@@ -59,7 +58,7 @@ def _check_extra_claims(claims: object, what: str) -> dict[str, Any]:
         )
     for name in claims:
         if not isinstance(name, str):
-            raise _fail(what, f"has a {type(name).__name__} claim name; names must be str")
+            raise _fail(what, f"has {kind(name)} claim name; names must be str")
     return dict(claims)
 
 

@@ -30,6 +30,7 @@ from ._keys import (
     SigningKey,
     b64url_encode,
     jwk_to_key,
+    kind,
     parse_key_data,
     public_jwk_of,
     thumbprint,
@@ -82,7 +83,7 @@ def _default_algorithm(key: SigningKey) -> str:
             if name == crv:
                 return alg
     raise ConfigurationError(
-        f"{PLUGIN}: cannot sign with a {type(key).__name__}; use an RSA, EC (P-256, P-384, "
+        f"{PLUGIN}: cannot sign with {kind(key)}; use an RSA, EC (P-256, P-384, "
         "P-521) or Ed25519 private key, or bytes for HMAC"
     )
 
@@ -96,7 +97,7 @@ def _key_kind(key: object) -> str:
         return f"an EC key on {CURVE_NAMES.get(key.curve.name, key.curve.name)}"
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "an Ed25519 key"
-    return f"a {type(key).__name__}"
+    return kind(key)
 
 
 def _make_sign(key: SigningKey, algorithm: str) -> Callable[[bytes], bytes]:

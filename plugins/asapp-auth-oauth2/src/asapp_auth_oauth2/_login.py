@@ -22,7 +22,7 @@ from ._device import DEVICE_GRANT, DeviceCode, parse_device_code, poll, print_de
 from ._id_token import JWKS, validate_id_token
 from ._login_settings import LoginSettings
 from ._pkce_loopback import authorize
-from ._response import parse_token_response
+from ._response import kind, parse_token_response
 from ._transport import HTTPResult, describe_endpoint
 from .errors import IDTokenError, LoginError, OAuth2Error
 
@@ -237,7 +237,7 @@ class Login:
             ) from exc
         if not isinstance(customer_id, str) or not customer_id:
             raise LoginError(
-                f"plugin 'oauth2': customer_id_for returned a {type(customer_id).__name__}, not "
+                f"plugin 'oauth2': customer_id_for returned {kind(customer_id)}, not "
                 "a non-empty str customer id",
                 endpoint=endpoint,
                 error="customer_id_for_failed",

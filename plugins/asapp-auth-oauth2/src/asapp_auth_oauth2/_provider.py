@@ -23,7 +23,7 @@ from ._cache import SlotBusy, TokenCache
 from ._discovery import Discovery
 from ._dpop import DPoP, DPoPHooks
 from ._login import Login
-from ._response import TokenResponse, parse_token_response, token_dict
+from ._response import TokenResponse, kind, parse_token_response, token_dict
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
 from .errors import InvalidGrantError, SessionGoneError
@@ -424,8 +424,7 @@ class OAuth2Provider:
             )
         if not isinstance(token, str) or not token:
             raise ProviderError(
-                f"plugin 'oauth2': subject_token_for returned a {type(token).__name__}, "
-                "not a non-empty str",
+                f"plugin 'oauth2': subject_token_for returned {kind(token)}, not a non-empty str",
                 plugin="oauth2",
                 customer_id=customer_id,
             )
@@ -617,7 +616,7 @@ class OAuth2Provider:
                 ) from exc
             if token is not None and (not isinstance(token, str) or not token):
                 raise ProviderError(
-                    f"plugin 'oauth2': refresh_token_for returned a {type(token).__name__}, "
+                    f"plugin 'oauth2': refresh_token_for returned {kind(token)}, "
                     "not a non-empty str or None",
                     plugin="oauth2",
                     customer_id=customer_id,

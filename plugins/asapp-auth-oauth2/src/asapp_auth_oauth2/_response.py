@@ -12,11 +12,14 @@ from typing import Any
 from ._settings import OAuth2Settings
 from .errors import TokenResponseError
 
-__all__ = ["TokenResponse", "parse_token_response", "token_dict"]
+__all__ = ["TokenResponse", "kind", "parse_token_response", "token_dict"]
 
 
-def _kind(value: object) -> str:
-    """A JSON value's type with its article: ``an int``, ``a str``, ``a list``."""
+def kind(value: object) -> str:
+    """A value's type with its article, for messages that never quote it: ``an int``, ``a
+    str``, ``None``."""
+    if value is None:
+        return "None"
     name = type(value).__name__
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
@@ -69,7 +72,7 @@ def parse_token_response(
 
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
-        what = "is missing" if token is None else f"is {_kind(token)}"
+        what = "is missing" if token is None else f"is {kind(token)}"
         if isinstance(token, str):
             what = "is empty"
         raise fail(f"access_token {what}; it must be a non-empty string")
@@ -80,7 +83,7 @@ def parse_token_response(
     if token_type is None:
         raise fail(f"token_type is missing; it must be {expected} (RFC 6749 section 5.1)")
     if not isinstance(token_type, str) or token_type.lower() != expected.lower():
-        shown = repr(token_type[:20]) if isinstance(token_type, str) else _kind(token_type)
+        shown = repr(token_type[:20]) if isinstance(token_type, str) else kind(token_type)
         why = (
             "this plugin sends Bearer tokens only without dpop = true"
             if settings.dpop is None
@@ -91,13 +94,13 @@ def parse_token_response(
     expires_in = _lifetime(data.get("expires_in"), settings, fail)
     refresh = data.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
-        raise fail(f"refresh_token is {_kind(refresh)}, not a non-empty string")
+        raise fail(f"refresh_token is {kind(refresh)}, not a non-empty string")
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
-        raise fail(f"scope is {_kind(scope)}, not a string")
+        raise fail(f"scope is {kind(scope)}, not a string")
     issued = data.get("issued_token_type")
     if issued is not None and not isinstance(issued, str):
-        raise fail(f"issued_token_type is {_kind(issued)}, not a string")
+        raise fail(f"issued_token_type is {kind(issued)}, not a string")
     return TokenResponse(token, expires_in, refresh, scope, issued, expected)
 
 
@@ -108,7 +111,7 @@ def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(f"expires_in is {_kind(value)}, not a number of seconds")
+        raise fail(f"expires_in is {kind(value)}, not a number of seconds")
     if not math.isfinite(value) or value <= 0:
         raise fail(f"expires_in is {value!r}; it must be a positive number of seconds")
     if value > settings.max_expires_in:

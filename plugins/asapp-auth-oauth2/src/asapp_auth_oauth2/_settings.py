@@ -272,7 +272,8 @@ def _signer(raw: Mapping[str, Any]) -> Signer | None:
     except ImportError:
         raise _fail(
             "signing_key",
-            "needs the JWT plugin: pip install 'asapp-auth-oauth2[jwt]' (asapp-auth-jwt)",
+            "needs the JWT plugin (asapp-auth-jwt, on no package index): from a checkout of "
+            "asapp-auth, pip install ./plugins/asapp-auth-jwt",
         ) from None
     if isinstance(key, bytes):
         pem = key
