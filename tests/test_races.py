@@ -106,27 +106,52 @@ def test_a_rejection_arriving_after_clear_asks_no_provider_and_caches_nothing() 
     assert len(pipeline._cache) == 0  # type: ignore[arg-type]
 
 
-def test_a_hung_refresh_ahead_does_not_fail_the_first_request_after_expiry(
+def test_a_refresh_ahead_past_its_timeout_is_joined_at_expiry_not_doubled(
     platform: FakePlatform,
 ) -> None:
-    """A refresh ahead that hung past provider_timeout is replaced, not joined, at expiry."""
+    """A refresh ahead still running past provider_timeout is waited on, not run a second time."""
+    asked, release = threading.Event(), threading.Event()
     count = [0]
 
     def provider(needs_refresh: bool) -> AuthContext:
         count[0] += 1
-        if count[0] == 2:
-            time.sleep(2)  # the background refresh ahead hangs
-        return AuthContext({"Auth": {"Token": platform.issue_token("alice")}}, expires_in=1.0)
+        if count[0] == 2:  # the refresh ahead hangs until released
+            asked.set()
+            release.wait(10)
+        return AuthContext({"Auth": {"Token": platform.issue_token("alice")}}, expires_in=60)
 
-    pipeline = AuthPipeline(origins=[platform.origin], provider_timeout=0.3)
+    pipeline = AuthPipeline(origins=[platform.origin], provider_timeout=5)
     pipeline.load("alice", provider)
+    key = pipeline.customer.cache_key  # type: ignore[union-attr]
+    joined = threading.Event()
+    claim = pipeline._claim
+
+    def claim_and_tell(*args: Any, **kwargs: Any) -> Any:
+        flight, leader, current = claim(*args, **kwargs)
+        if flight is not None and not leader:
+            joined.set()
+        return flight, leader, current
+
+    pipeline._claim = claim_and_tell  # type: ignore[method-assign]
+    answers: list[Any] = []
     with httpx.Client(auth=pipeline) as client:
         client.get(f"{platform.url}/v1/account")
-        time.sleep(0.8)
-        client.get(f"{platform.url}/v1/account")  # starts the refresh ahead, which hangs
-        time.sleep(0.35)  # expired now, and the hung flight is past its deadline
-        assert client.get(f"{platform.url}/v1/account").json() == {"customer": "alice"}
-    assert count[0] == 3
+        entry = pipeline._cache.get(key)
+        assert entry is not None
+        entry.refresh_at = 0.0  # due for a refresh ahead
+        client.get(f"{platform.url}/v1/account")  # starts it, in the background
+        assert asked.wait(10)
+        entry.expires_at = 0.0  # and now expired,
+        pipeline._inflight[key].deadline = 0.0  # with the refresh ahead past its own timeout
+        request = threading.Thread(
+            target=lambda: answers.append(client.get(f"{platform.url}/v1/account").json())
+        )
+        request.start()
+        joined.wait(10)
+        release.set()
+        request.join()
+    assert answers == [{"customer": "alice"}]
+    assert count[0] == 2
 
 
 def test_on_customer_cleared_for_a_gone_session_runs_off_the_event_loop(

@@ -5,6 +5,11 @@ future of their own loop that the flight completes with ``call_soon_threadsafe``
 while anyone waits, so a cancelled task leaves nothing locked behind it: it only removes its own
 future. The first ``resolve``/``fail`` wins; later ones are ignored and report ``False``.
 
+Each waiter waits at most ``timeout`` from when it begins, then raises the timeout error while
+the work goes on: a caller that joins later still gets the outcome if it comes within its own
+``timeout``. A flight made with ``expires=True`` instead ends as a whole at its ``deadline``,
+failing every waiter, and tells its owner through ``on_timeout``.
+
 A failure reaches each waiter as an exception of its own (see ``_own_copy``): one object raised in
 many threads and tasks would collect every waiter's frames in one traceback.
 """
@@ -26,13 +31,16 @@ class Flight(Generic[T]):
     __slots__ = (
         "_error",
         "_event",
+        "_expires",
         "_lock",
         "_loops",
         "_on_timeout",
+        "_timeout",
         "_timeout_error",
         "_value",
         "deadline",
         "orphaned",
+        "queued",
     )
 
     def __init__(
@@ -40,10 +48,18 @@ class Flight(Generic[T]):
         timeout: float,
         timeout_error: Callable[[], BaseException],
         on_timeout: Callable[[Flight[T]], None] | None = None,
+        *,
+        expires: bool = False,
     ) -> None:
+        self._timeout = timeout
+        # When its first caller stops waiting; for an expiring flight, when it ends.
         self.deadline = time.monotonic() + timeout
+        self._expires = expires
         # Set when the work's result must not be stored (its customer was switched away).
         self.orphaned = False
+        # Set by the owner while the work waits for a thread to run in, so a waiter that times
+        # out meanwhile can say so.
+        self.queued = False
         self._timeout_error = timeout_error
         self._on_timeout = on_timeout
         self._lock = threading.Lock()
@@ -81,34 +97,37 @@ class Flight(Generic[T]):
             raise _own_copy(self._error)
         return self._value  # type: ignore[return-value]
 
-    def overdue(self) -> bool:
-        """Past its deadline with no outcome: waiters would time out on it at once."""
-        return not self._event.is_set() and time.monotonic() >= self.deadline
-
-    def expire(self, notify: bool = True) -> None:
-        """Fail with the timeout error, unless an outcome is already known.
-
-        ``notify=False`` skips the ``on_timeout`` callback, for an owner that already holds the
-        lock that callback takes.
-        """
+    def expire(self) -> None:
+        """End the flight with the timeout error, unless an outcome is already known."""
         if self._event.is_set():
             return
         # The callback takes the flight out of its owner's table before it fails, so that no
         # caller arriving meanwhile joins a flight whose outcome is already known.
-        if notify and self._on_timeout is not None:
+        if self._on_timeout is not None:
             self._on_timeout(self)
         self.fail(self._timeout_error())
 
-    def wait(self) -> T:
-        """Block until the outcome is known or the deadline passes; return or raise it."""
-        if not self._event.wait(max(0.0, self.deadline - time.monotonic())):
+    def _until(self) -> float:
+        return self.deadline if self._expires else time.monotonic() + self._timeout
+
+    def _timed_out(self) -> T:
+        if self._expires:
             self.expire()
+        elif not self._event.is_set():
+            raise self._timeout_error()  # this waiter's alone: the work goes on
+        return self._outcome()
+
+    def wait(self) -> T:
+        """Block until the outcome is known or this wait times out; return or raise it."""
+        if not self._event.wait(max(0.0, self._until() - time.monotonic())):
+            return self._timed_out()
         return self._outcome()
 
     async def wait_async(self) -> T:
         """Await the outcome on the running loop, without blocking it."""
         if self._event.is_set():
             return self._outcome()
+        until = self._until()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
@@ -116,11 +135,12 @@ class Flight(Generic[T]):
                 self._loops.append((loop, future))
         if self._event.is_set() and not future.done():
             future.set_result(None)
+        timed_out = False
         try:
-            async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
+            async with asyncio.timeout(max(0.0, until - time.monotonic())):
                 await future
         except TimeoutError:
-            self.expire()
+            timed_out = True
         finally:
             if not future.done():
                 future.cancel()
@@ -129,6 +149,8 @@ class Flight(Generic[T]):
                     self._loops.remove((loop, future))
                 except ValueError:
                     pass
+        if timed_out:
+            return self._timed_out()
         return self._outcome()
 
 

@@ -52,6 +52,7 @@ class Logins(PipelineState):
                     "handler once the customer has logged in"
                 ),
                 self._drop_login,
+                expires=True,
             )
             return self._login, True, None, gone
 

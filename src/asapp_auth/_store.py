@@ -2,10 +2,11 @@
 
 A fetch claims the customer's ``Flight``: the first caller (the leader) asks the providers, in its
 own thread when synchronous, in a worker thread under asyncio; every other caller waits for that
-flight's outcome. A refused context's refusal is remembered (``_refusals``) until a fresh one
-replaces it, so the next ask after a failed refresh is a refresh too. With a shared cache the
-leader hands the fetch to the cache's ``coordinate``, which decides whether this process or
-another one produces the context.
+flight's outcome, each for its own ``provider_timeout``. The flight stays until the providers
+answer, however late: one call per customer at a time, its answer kept. A refused context's
+refusal is remembered (``_refusals``) until a fresh one replaces it, so the next ask after a
+failed refresh is a refresh too. With a shared cache the leader hands the fetch to the cache's
+``coordinate``, which decides whether this process or another one produces the context.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ._flight import Flight
 from ._hookcalls import HookCall
 from ._ops import Fetch
 from ._state import CUSTOMER_PROVIDER, PipelineState
-from ._workers import WORKERS, spawn
+from ._timeouts import answered_late, no_thread_free, not_answered_yet
+from ._workers import LIMIT, provider_slot, spawn
 from .cache import CachedContext
 from .context import AuthContext
 from .customer import Customer
@@ -120,27 +122,24 @@ class ContextStore(PipelineState):
                 # Finished flights leave the table before they finish; never join one that
                 # did not: its outcome is known already, and a failure is no answer to this ask.
                 flight = None
-            if flight is not None and flight.overdue():
-                # Nobody waited on it (a refresh ahead), so it never timed out: start afresh.
-                flight.expire(notify=False)  # we hold _lock, and replace it below
-                flight = None
             if flight is not None:
+                # However long it has run: one provider call per customer at a time, each
+                # caller waiting on it for its own provider_timeout.
                 return flight, False, None
-            flight = Flight(
-                self._provider_timeout,
-                lambda: ProviderTimeoutError(
-                    f"no context for customer {customer.id!r} within provider_timeout="
-                    f"{self._provider_timeout:g}s; make the provider answer sooner or raise the "
-                    "timeout. Nothing was cached: the next request asks again",
-                    customer_id=customer.id,
-                ),
-                lambda flight: self._drop_flight(key, flight),
+            started: Flight[CachedContext] = Flight(
+                self._provider_timeout, lambda: self._not_in_time(customer, started)
             )
             # A customer switched away from is still served to requests begun before the switch,
             # but what is fetched for it then is not kept.
-            flight.orphaned = not bound and customer != self._state[0]
-            self._inflight[key] = flight
-            return flight, True, None
+            started.orphaned = not bound and customer != self._state[0]
+            self._inflight[key] = started
+            return started, True, None
+
+    def _not_in_time(self, customer: Customer, flight: Flight[Any]) -> ProviderTimeoutError:
+        """What a request gets when its provider_timeout passes before ``flight`` ends."""
+        if flight.queued:
+            return no_thread_free(customer.id, self._provider_timeout, LIMIT)
+        return not_answered_yet(customer.id, self._provider_timeout)
 
     def _drop_flight(self, key: object, flight: Flight[Any]) -> None:
         with self._lock:
@@ -156,7 +155,11 @@ class ContextStore(PipelineState):
                 assert current is not None
                 return current
             if leader:
-                self._run(flight, fetch, rejected, in_thread=False)
+                took = self._run(flight, fetch, rejected, in_thread=False)
+                if took is not None:
+                    # Its answer went to the cache and to the callers still waiting; this
+                    # request, held up by a provider it could not interrupt, says it was late.
+                    raise answered_late(fetch.customer.id, took, self._provider_timeout)
             entry = flight.wait()
             if not (rejected and _same(entry, fetch.stale)):
                 break
@@ -195,8 +198,11 @@ class ContextStore(PipelineState):
         rejected: bool,
         in_thread: bool,
         ahead: bool = False,
-    ) -> None:
-        """Ask the providers once and complete ``flight`` with the outcome."""
+    ) -> float | None:
+        """Ask the providers once and complete ``flight`` with the outcome.
+
+        Returns how long the provider took when that was longer than ``provider_timeout``.
+        """
         customer, stale = fetch.customer, fetch.stale
         key = customer.cache_key
         renew = fetch.needs_refresh or rejected
@@ -210,12 +216,15 @@ class ContextStore(PipelineState):
 
         late: list[float] = []
 
+        def busy() -> BaseException:
+            return no_thread_free(customer.id, self._provider_timeout, LIMIT)
+
         def produce(previous: AuthContext | None, refresh: bool = renew) -> CachedContext:
             if rejected and stale is not None:
                 self._token_expired(customer, stale.context)
-            asked_at = time.monotonic()
-            # Off an event loop, at most WORKERS providers run at once (see WORKERS).
-            with WORKERS if in_thread else contextlib.nullcontext():
+            # Off an event loop, a bounded number of providers run at once (see _workers).
+            with provider_slot(flight, busy) if in_thread else contextlib.nullcontext():
+                asked_at = time.monotonic()
                 context, plugin = self._ask(customer, refresh, previous, flight.deadline)
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
@@ -257,7 +266,7 @@ class ContextStore(PipelineState):
                 )
             if not isinstance(exc, Exception) and not in_thread:
                 raise
-            return
+            return None
         with self._lock:
             # Kept even when it came too late for its waiters (a refresh token it spent is
             # gone): unless the customer was switched away, or a newer one was stored meanwhile.
@@ -267,18 +276,10 @@ class ContextStore(PipelineState):
                 self._refusals.discard(key)
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
-        if late:
-            flight.fail(
-                ProviderTimeoutError(
-                    f"the provider for customer {customer.id!r} took {late[0]:.1f}s, longer than "
-                    f"provider_timeout={self._provider_timeout:g}s; its answer is kept for the "
-                    "next requests",
-                    customer_id=customer.id,
-                )
-            )
-        else:
-            flight.resolve(entry)
+        # Late or not, to every caller still waiting (each within its own timeout).
+        flight.resolve(entry)
         log.debug("context for customer %r from %s", customer.id, entry.plugin)
+        return late[0] if late else None
 
     def _ask(
         self,

@@ -1,26 +1,38 @@
 """Worker threads for the slow operations an event loop must not run: providers, logins, plugins
-told that a customer was cleared."""
+told that a customer was cleared, and their bound.
+
+Each slow operation gets a daemon thread of its own: refreshes are rare, and a provider that hangs
+must neither block interpreter exit nor the shutdown of an event loop's default executor. At most
+``LIMIT`` of them run a provider or a login handler at once in a process: a burst of refreshes for
+many customers, started by one loop at the same instant, otherwise opens as many token calls at
+once (100 of them through one plugin's httpx client were seen to fail, a pooled connection used
+after another thread closed it). A provider call waits for a slot until its request's deadline
+and is then given up unasked.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["WORKERS", "spawn"]
+from ._flight import Flight
 
-# At most this many providers and login handlers run at once off an event loop. A burst of
-# refreshes for many customers, started by one loop at the same instant, otherwise opens as many
-# token calls at once; 100 of them through one plugin's httpx client were seen to fail (a pooled
-# connection used after another thread closed it). The others wait their turn, within their
-# provider_timeout, as they would for asyncio.to_thread's bounded executor.
-WORKERS = threading.BoundedSemaphore(16)
+__all__ = ["LIMIT", "provider_slot", "spawn"]
+
+LIMIT = 16
+_SLOTS = threading.BoundedSemaphore(LIMIT)
 
 
-def spawn(target: Callable[..., None], *args: object, bounded: bool = True) -> None:
-    # A daemon thread per slow operation: refreshes are rare, and a provider that hangs must
-    # neither block interpreter exit nor the shutdown of an event loop's default executor.
-    # ``bounded=False``: the target takes a WORKERS slot itself, only around the provider call,
-    # so waiting for another process (a shared cache's lock) holds up no other customer.
+def spawn(target: Callable[..., object], *args: object, bounded: bool = True) -> None:
+    """Run ``target(*args)`` in a new daemon thread, holding a slot throughout when ``bounded``.
+
+    ``bounded=False``: the target takes a slot itself, only around the provider call
+    (``provider_slot``), so waiting for another process (a shared cache's lock) holds up no other
+    customer.
+    """
     threading.Thread(
         target=_bounded if bounded else target,
         args=(target, *args) if bounded else args,
@@ -29,6 +41,21 @@ def spawn(target: Callable[..., None], *args: object, bounded: bool = True) -> N
     ).start()
 
 
-def _bounded(target: Callable[..., None], *args: object) -> None:
-    with WORKERS:
+def _bounded(target: Callable[..., object], *args: object) -> None:
+    with _SLOTS:
         target(*args)
+
+
+@contextmanager
+def provider_slot(flight: Flight[Any], busy: Callable[[], BaseException]) -> Iterator[None]:
+    """Hold a slot for ``flight``'s provider call; raise ``busy()`` if none frees before the
+    flight's deadline. ``flight.queued`` is true while it waits for one, and stays so if none
+    came."""
+    flight.queued = True
+    if not _SLOTS.acquire(timeout=max(0.0, flight.deadline - time.monotonic())):
+        raise busy()
+    flight.queued = False
+    try:
+        yield
+    finally:
+        _SLOTS.release()
