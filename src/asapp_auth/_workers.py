@@ -12,6 +12,7 @@ and is then given up unasked.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import Any
 
 from ._flight import Flight
 
-__all__ = ["LIMIT", "provider_slot", "spawn"]
+__all__ = ["LIMIT", "off_loop", "provider_slot", "spawn"]
 
 LIMIT = 16
 _SLOTS = threading.BoundedSemaphore(LIMIT)
@@ -59,3 +60,43 @@ def provider_slot(flight: Flight[Any], busy: Callable[[], BaseException]) -> Ite
         yield
     finally:
         _SLOTS.release()
+
+
+async def off_loop(
+    target: Callable[..., object], *args: object, timeout: float | None = None, **kwargs: object
+) -> bool:
+    """Run ``target(*args, **kwargs)`` in a daemon thread and await it without blocking the loop.
+
+    ``True`` once it has returned (what it raises is raised here); ``False`` when ``timeout``
+    seconds passed first, and it goes on in the background.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    # Nobody may be waiting any more when it settles: mark its error as seen.
+    done.add_done_callback(lambda future: future.cancelled() or future.exception())
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            target(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task, which re-raises it
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is closed: its waiter is gone with it
+            pass
+
+    threading.Thread(target=run, daemon=True, name="asapp-auth-worker").start()
+    try:
+        await asyncio.wait_for(asyncio.shield(done), timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -110,6 +110,19 @@ def on_customer_cleared(pipeline: AuthPipeline, customer: Customer) -> None:
 
 
 @hookspec
+def on_pipeline_closed(pipeline: AuthPipeline, deadline: float) -> None:
+    """Release what you hold (an HTTP client, a worker thread, open files): the pipeline closes.
+
+    Called by the pipeline once per ``close()`` or ``aclose()`` (leaving ``with`` or ``async
+    with`` calls them), in the thread that closes it; under ``aclose()`` in a worker thread,
+    never on the event loop. Finish pending work (queued revocations, say) by ``deadline``, a
+    ``time.monotonic()`` instant, then release, and refuse work that comes later. Every
+    implementation is called; return values are ignored. An exception is logged and stops no
+    other implementation.
+    """
+
+
+@hookspec
 def request_proof(
     customer: Customer, context: AuthContext, method: str, url: str
 ) -> Mapping[str, str] | None:

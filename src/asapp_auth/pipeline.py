@@ -23,6 +23,7 @@ import pluggy
 
 from ._admit import DEFAULT_MAX_CONTEXT_BYTES, check_max_bytes
 from ._checks import seconds as _seconds
+from ._closing import Closing
 from ._flight import Flight
 from ._flow import auth_flow_async, auth_flow_sync
 from ._httpx_wire import HttpxWire, register_httpx_module
@@ -31,6 +32,7 @@ from ._refusals import Refusals
 from ._rejection import OnRejection, check_on_rejection
 from ._state import CUSTOMER_PROVIDER
 from ._store import ContextStore, CustomerProvider
+from ._workers import off_loop
 from .attach import Attacher, as_attacher
 from .cache import CachedContext, ContextCache, MemoryContextCache, SharedContextCache
 from .classify import Classifier, default_classifier
@@ -55,11 +57,13 @@ log = logging.getLogger("asapp_auth")
 _REFUSALS = 10_000
 
 
-class AuthPipeline(ContextStore, Logins, httpx.Auth):
+class AuthPipeline(ContextStore, Logins, Closing, httpx.Auth):
     """Authenticate an app's requests to the chat platform as its current customer.
 
     Give it to an existing ``httpx.Client`` or ``httpx.AsyncClient`` as ``auth=``. Requests to
     ``origins`` carry the current customer's context; requests anywhere else carry nothing.
+    Close it when done (``close()``, ``aclose()``, ``with``, ``async with``): its plugins then
+    release what they hold.
 
     :param origins: the platform origins (``scheme://host[:port]``) that may receive a context.
     :param plugins: entry-point plugins to use, by name, or a mapping of name to settings.
@@ -280,14 +284,27 @@ class AuthPipeline(ContextStore, Logins, httpx.Auth):
 
     def clear(self) -> None:
         """Go back to an anonymous customer; the previous customer's contexts are dropped."""
+        old = self._go_anonymous()
+        if old is not None:
+            self._cleared(old)
+
+    async def aclear(self) -> None:
+        """``clear()`` for asyncio: the customer is dropped at once; what clearing tells a shared
+        cache and the plugins (``on_customer_cleared``) runs in a worker thread, off the loop."""
+        old = self._go_anonymous()
+        if old is not None:
+            await off_loop(self._cleared, old)
+
+    def _go_anonymous(self) -> Customer | None:
+        """Drop the current customer, if any, and return it."""
         with self._lock:
             old, generation = self._state
             if old is None:
-                return
+                return None
             self._state = (None, generation + 1)
             self._forget(old)
         log.info("customer %r cleared; now anonymous", old.id)
-        self._cleared(old)
+        return old
 
     def for_customer(
         self,

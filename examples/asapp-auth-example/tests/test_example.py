@@ -26,13 +26,11 @@ from asapp_auth.testing import FakePlatform
 
 @pytest.fixture
 def pipelines() -> Iterator[list[AuthPipeline]]:
-    """Pipelines made in a test; their example plugin's own HTTP client is closed after it."""
+    """Pipelines made in a test, closed after it (the plugin closes its own HTTP client)."""
     made: list[AuthPipeline] = []
     yield made
     for pipeline in made:
-        plugin = pipeline.plugin_manager.get_plugin("example")
-        if plugin is not None:
-            plugin.close()
+        pipeline.close()
 
 
 def configure(
@@ -52,7 +50,7 @@ def test_found_through_its_entry_point() -> None:
     assert entry.load() is asapp_auth_example
     info = {info.name: info for info in discover()}["example"]
     assert info.loaded
-    assert hooks_of(info.plugin) == ["provide_context"]
+    assert hooks_of(info.plugin) == ["on_pipeline_closed", "provide_context"]
 
 
 def test_context_from_the_service_is_attached_and_cached(
@@ -170,6 +168,15 @@ def test_a_failing_service_is_a_provider_error_naming_the_plugin(
     assert "HTTP 503" in str(caught.value)
     assert API_KEY not in str(caught.value)
     assert platform.received == []  # nothing was sent without a context
+
+
+def test_closing_the_pipeline_closes_the_plugins_client(service: SessionService) -> None:
+    """Leaving ``with`` reaches on_pipeline_closed: the plugin's own HTTP client is closed."""
+    settings = {"session_url": service.url, "api_key": API_KEY}
+    with AuthPipeline(origins=["https://api.chat.example"], plugins={"example": settings}) as p:
+        plugin = p.plugin_manager.get_plugin("example")
+        assert not plugin._client.is_closed
+    assert plugin._client.is_closed
 
 
 def test_a_hanging_service_ends_at_the_pipelines_provider_timeout(

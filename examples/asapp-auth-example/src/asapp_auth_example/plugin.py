@@ -159,6 +159,11 @@ class SessionServiceProvider:
             customer_id=customer.id,
         )
 
+    @hookimpl
+    def on_pipeline_closed(self) -> None:
+        """The pipeline is closing (``close()``, leaving ``with``): close our own HTTP client."""
+        self.close()
+
     def close(self) -> None:
         """Close the plugin's own HTTP client."""
         self._client.close()

@@ -24,6 +24,7 @@ from ._discovery import Discovery
 from ._dpop import DPoP, DPoPHooks
 from ._login import Login
 from ._response import TokenResponse, kind, parse_token_response, token_dict
+from ._revocation import Revocations
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
 from .errors import InvalidGrantError, SessionGoneError
@@ -89,6 +90,7 @@ class OAuth2Provider:
             hooks = DPoPHooks(self._dpop)
             self.request_proof = hooks.request_proof
             self.classify_response = hooks.classify_response
+        self._revocations = Revocations(self)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> OAuth2Provider:
@@ -319,42 +321,20 @@ class OAuth2Provider:
         self._take_customer(customer_id)
 
     def revoke(self, customer_id: str) -> int:
-        """Revoke ``customer_id``'s refresh token and access tokens (RFC 7009), then forget them.
+        """Revoke ``customer_id``'s refresh token and access tokens (RFC 7009), then forget them,
+        waiting for the answers (``revocation_timeout`` at most).
 
         Returns how many tokens the server accepted to revoke. Failures are logged, not raised:
         the tokens are forgotten here either way. The shared client-credentials token is not a
         customer's and is never revoked here.
         """
         tokens = self._take_customer(customer_id)
-        endpoint = self.revocation_endpoint()
-        if endpoint is None or not tokens:
-            return 0
-        revoked = 0
-        for token, hint in tokens:
-            form: dict[str, str] = {"token": token, "token_type_hint": hint}
-            headers: dict[str, str] = {}
-            scrub = [*self._authenticate(form, headers, self.token_endpoint()), token]
-            try:
-                self._transport.request(
-                    "POST",
-                    endpoint,
-                    form=form,
-                    headers=headers,
-                    secrets=scrub,
-                    customer_id=customer_id,
-                    what="revocation endpoint",
-                    expect_json=False,
-                )
-            except ProviderError as exc:
-                log.warning(
-                    "plugin 'oauth2': revoking a %s of customer %r failed: %s",
-                    hint,
-                    customer_id,
-                    exc,
-                )
-            else:
-                revoked += 1
-        return revoked
+        return self._revocations.now(customer_id, tokens) if tokens else 0
+
+    @property
+    def pending_revocations(self) -> int:
+        """Revocations of cleared customers' tokens queued or under way."""
+        return self._revocations.pending
 
     @hookimpl
     def on_login_required(
@@ -369,14 +349,31 @@ class OAuth2Provider:
 
     @hookimpl(optionalhook=True)
     def on_customer_cleared(self, customer: Customer) -> None:
-        """When the pipeline clears a customer: revoke its tokens if ``revoke_on_clear``."""
-        if self.settings.revoke_on_clear:
-            self.revoke(customer.id)
-        else:
-            self.forget(customer.id)
+        """When the pipeline clears a customer: forget its tokens at once and, with
+        ``revoke_on_clear``, queue their revocation for the plugin's worker thread."""
+        tokens = self._take_customer(customer.id)
+        s = self.settings
+        if s.revoke_on_clear and tokens and (s.revocation_endpoint or s.issuer):
+            self._revocations.later(customer.id, tokens)
 
-    def close(self) -> None:
-        """Close the plugin's own HTTP client."""
+    @hookimpl
+    def on_pipeline_closed(self, deadline: float) -> None:
+        """When the pipeline closes: ``close(deadline)``."""
+        self.close(deadline)
+
+    def close(self, deadline: float | None = None) -> None:
+        """Wait for the queued revocations until ``deadline`` (``time.monotonic()``; by default
+        ``revocation_timeout`` from now), then close the plugin's own HTTP client. The plugin
+        refuses work afterwards."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.revocation_timeout
+        left = self._revocations.drain(deadline)
+        if left:
+            log.warning(
+                "plugin 'oauth2': %d revocation(s) still pending when closed; their tokens are "
+                "forgotten without being revoked",
+                left,
+            )
         self._transport.close()
 
     def __repr__(self) -> str:

@@ -103,6 +103,8 @@ class OAuth2Settings:
     max_response_bytes: int = 1024 * 1024
     max_cached_tokens: int = 10_000
     revoke_on_clear: bool = False
+    # Each revocation's whole budget (attempts, backoff), from when the customer was cleared.
+    revocation_timeout: float = 10.0
     allow_http: bool = False
     login: LoginSettings | None = None
     # The client's DPoP key (RFC 9449) when ``dpop`` is on; None: Bearer tokens.
@@ -485,6 +487,7 @@ _NUMBERS = (
     ("default_expires_in", 600.0, 0, False),
     ("max_expires_in", 366 * 24 * 3600.0, 0, False),
     ("expiry_margin", 30.0, 0, True),
+    ("revocation_timeout", 10.0, 0, False),
 )
 _INTS = (
     ("max_retries", 3, 0),

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from asapp_auth.errors import ProviderError
+
 from ._settings import OAuth2Settings
 from .errors import (
     TLSError,
@@ -83,6 +85,9 @@ class Transport:
         self._client_factory = client_factory or self._default_client
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        # Closed for good; the client is closed when the last request under way ends.
+        self._closed = False
+        self._active = 0
         # Callers beyond the pool's connections wait here, not in httpcore's sync pool: with
         # threads queued inside it, a burst of ~100 refreshes saw connections used after
         # another thread had closed them (EBADF), failing refresh-token calls that must not be
@@ -111,13 +116,28 @@ class Transport:
     @property
     def client(self) -> httpx.Client:
         with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+            return self._open()
+
+    def _open(self) -> httpx.Client:
+        """The client, made on first use. Holds ``_lock``."""
+        if self._closed:
+            raise ProviderError(
+                "plugin 'oauth2' was closed (by its pipeline's close(), or its own); make a new "
+                "one to ask for tokens again",
+                plugin="oauth2",
+            )
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
 
     def close(self) -> None:
+        """Refuse new requests, and close the client once no request is under way (one in
+        another thread, a revocation say, ends first rather than lose its connection)."""
         with self._lock:
-            client, self._client = self._client, None
+            self._closed = True
+            client = None if self._active else self._client
+            if client is not None:
+                self._client = None
         if client is not None:
             client.close()
 
@@ -136,6 +156,7 @@ class Transport:
         deadline: float | None = None,
         fresh_headers: Callable[[], Mapping[str, str]] | None = None,
         seen: Callable[[httpx.Headers], None] | None = None,
+        budget: str = "the pipeline's provider_timeout",
     ) -> HTTPResult:
         """Send, retrying transient failures; return the JSON object of a 2xx answer.
 
@@ -144,9 +165,10 @@ class Transport:
         acted on are retried. ``secrets`` are scrubbed from any text quoted back from the server.
         Without ``expect_json`` any 2xx answer is a success (RFC 7009 revocation answers).
         Every attempt, wait and retry fits before ``deadline`` (``time.monotonic()``); when the
-        next would not, ``TokenEndpointTimeoutError`` is raised instead.
-        ``fresh_headers`` are made anew for each attempt (a DPoP proof is never sent twice) and
-        ``seen`` gets the headers of every answer (a server's DPoP nonce).
+        next would not, ``TokenEndpointTimeoutError`` is raised instead, naming the ``budget``
+        the deadline comes from. ``fresh_headers`` are made anew for each attempt (a DPoP proof
+        is never sent twice) and ``seen`` gets the headers of every answer (a server's DPoP
+        nonce).
         """
         s = self._settings
         endpoint = describe_endpoint(url)
@@ -162,6 +184,7 @@ class Transport:
                     attempts=attempts,
                     idempotent=True,
                     customer_id=customer_id,
+                    budget=budget,
                 )
             attempts += 1
             retry_after: float | None = None
@@ -251,6 +274,7 @@ class Transport:
                     attempts=attempts,
                     idempotent=retryable,
                     customer_id=customer_id,
+                    budget=budget,
                 )
             if last_chance:
                 tail = (
@@ -277,6 +301,7 @@ class Transport:
                     attempts=attempts,
                     idempotent=True,
                     customer_id=customer_id,
+                    budget=budget,
                 )
             log.warning(
                 "plugin 'oauth2': %s %s %s; retry %d of %d in %.2f s",
@@ -298,15 +323,17 @@ class Transport:
         attempts: int,
         idempotent: bool,
         customer_id: str | None,
+        budget: str,
     ) -> TokenEndpointTimeoutError:
         """``idempotent=False``: the last attempt may have reached the server, which says so."""
         s = self._settings
         acted = "" if idempotent else " (the server may have acted on it)"
+        setting = budget.removeprefix("the pipeline's ")
         return TokenEndpointTimeoutError(
-            f"plugin 'oauth2': the {what} {endpoint} {problem}{acted} and the time the pipeline "
-            f"gives the plugin (provider_timeout) ran out after {attempts} attempt(s); make "
-            f"max_retries={s.max_retries} attempts of timeout={s.timeout:g} s fit in it, or "
-            "raise provider_timeout",
+            f"plugin 'oauth2': the {what} {endpoint} {problem}{acted} and the time it had "
+            f"({budget}) ran out after {attempts} attempt(s); make max_retries={s.max_retries} "
+            f"attempts of timeout={s.timeout:g} s fit in it, or raise "
+            f"{setting}",
             endpoint=endpoint,
             attempts=attempts,
             customer_id=customer_id,
@@ -344,7 +371,14 @@ class Transport:
         else:
             self._slots.acquire()
         try:
-            with self.client.stream(
+            with self._lock:
+                client = self._open()
+                self._active += 1
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            with client.stream(
                 method, url, data=data, headers=headers, timeout=timeout
             ) as response:
                 length = response.headers.get("content-length")
@@ -363,6 +397,13 @@ class Transport:
                 return response.status_code, response.headers, b"".join(chunks)
         finally:
             self._slots.release()
+            with self._lock:
+                self._active -= 1
+                last = None if (self._active or not self._closed) else self._client
+                if last is not None:
+                    self._client = None
+            if last is not None:
+                last.close()
 
     def _json(
         self,

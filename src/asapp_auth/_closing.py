@@ -1,0 +1,80 @@
+"""Closing a pipeline: ``close()``, ``aclose()``, ``with`` and ``async with``.
+
+The pipeline itself holds nothing to release; its plugins may (an HTTP client, a worker thread
+with queued revocations). Closing tells each of them through ``on_pipeline_closed``, with a
+deadline for the work they still have to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import Self
+
+from ._checks import seconds as _seconds
+from ._state import PipelineState
+from ._workers import off_loop
+
+__all__ = ["CLOSE_TIMEOUT", "Closing"]
+
+log = logging.getLogger("asapp_auth")
+
+CLOSE_TIMEOUT = 10.0
+# How long aclose() waits past the deadline for a plugin that overruns it.
+_GRACE = 1.0
+
+
+class Closing(PipelineState):
+    """``close``, ``aclose`` and the context-manager protocols of ``AuthPipeline``."""
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Tell every plugin to release what it holds (``on_pipeline_closed``), giving it
+        ``timeout`` seconds to finish its pending work, such as revocations.
+
+        Leaving a ``with`` block calls it. Plugins may refuse work afterwards: close a
+        pipeline once you are done with it, as you would an ``httpx.Client``.
+        """
+        self._notify("on_pipeline_closed", pipeline=self, deadline=self._deadline(timeout))
+
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """``close()`` for asyncio: the plugins' hooks run in a worker thread, off the event
+        loop. It returns a second after the deadline at the latest; a hook that overruns it is
+        logged and goes on in the background."""
+        deadline = self._deadline(timeout)
+        wait = deadline - time.monotonic() + _GRACE
+        done = await off_loop(
+            self._notify, "on_pipeline_closed", timeout=wait, pipeline=self, deadline=deadline
+        )
+        if not done:
+            log.warning(
+                "closing the pipeline: a plugin's on_pipeline_closed hook did not return by its "
+                "deadline (timeout=%gs); it goes on in the background",
+                timeout,
+            )
+
+    @staticmethod
+    def _deadline(timeout: float) -> float:
+        return time.monotonic() + _seconds("timeout", timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
