@@ -251,8 +251,8 @@ class OAuth2Provider:
             raise ProviderError("set_token needs a non-empty customer_id", plugin="oauth2")
         if not isinstance(token, Mapping):
             raise ProviderError(
-                f"plugin 'oauth2': set_token needs the token response as a mapping, not a "
-                f"{type(token).__name__}",
+                "plugin 'oauth2': set_token needs the token response as a mapping, not "
+                f"{kind(token)}",
                 plugin="oauth2",
                 customer_id=customer_id,
             )
@@ -263,8 +263,8 @@ class OAuth2Provider:
             if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
                 raise ProviderError(
                     f"plugin 'oauth2': the token given to set_token() for customer "
-                    f"{customer_id!r} was refused: its expires_at is a "
-                    f"{type(expires_at).__name__}, not seconds since the epoch",
+                    f"{customer_id!r} was refused: its expires_at is {kind(expires_at)}, not "
+                    "seconds since the epoch",
                     plugin="oauth2",
                     customer_id=customer_id,
                 )
