@@ -1,5 +1,5 @@
 """Worker threads for the slow operations an event loop must not run: providers, logins, plugins
-told that a customer was cleared, and their bound.
+told that a customer was cleared or that the pipeline closes, and their bound.
 
 Each slow operation gets a daemon thread of its own: refreshes are rare, and a provider that hangs
 must neither block interpreter exit nor the shutdown of an event loop's default executor. At most

@@ -360,16 +360,10 @@ class Transport:
             if form is None
             else {k: v if isinstance(v, str) else list(v) for k, v in form.items()}
         )
-        timeout: Any = httpx.USE_CLIENT_DEFAULT
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if not self._slots.acquire(timeout=max(0.0, left)):
-                raise _PastDeadline(sent=False)
-            left = deadline - time.monotonic()
-            read = max(0.001, min(s.timeout, left))
-            timeout = httpx.Timeout(read, connect=max(0.001, min(s.connect_timeout, left)))
-        else:
+        if deadline is None:
             self._slots.acquire()
+        elif not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise _PastDeadline(sent=False)
         try:
             with self._lock:
                 client = self._open()
@@ -377,6 +371,12 @@ class Transport:
         except BaseException:
             self._slots.release()
             raise
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if deadline is not None:
+            # Counted after making the client: its first use loads the CA bundle.
+            left = deadline - time.monotonic()
+            read = max(0.001, min(s.timeout, left))
+            timeout = httpx.Timeout(read, connect=max(0.001, min(s.connect_timeout, left)))
         try:
             with client.stream(
                 method, url, data=data, headers=headers, timeout=timeout
