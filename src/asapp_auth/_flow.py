@@ -219,7 +219,6 @@ def _steps(
                 entry = None
                 _check_replayable(wire, request, customer)
                 continue
-            log.info("the context of customer %r was rejected; refreshing", customer.id)
             try:
                 entry = yield _Rejected(customer, entry, fixed)
             except LoginRequiredError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from ._flight import Flight
+from ._logids import logged
 from ._ops import Login
 from ._state import PipelineState
 from ._workers import spawn
@@ -39,7 +40,7 @@ class Logins(PipelineState):
                 self._state = (None, generation + 1)
                 self._forget(current)
                 gone = current
-                log.info("the session of customer %r is gone; now anonymous", current.id)
+                log.info("the session of customer %s is gone; now anonymous", logged(current.id))
             elif current is not None and (generation != op.generation or op.reason == "anonymous"):
                 return None, False, current, None  # a customer was set meanwhile
             if self._login is not None and not self._login.done:

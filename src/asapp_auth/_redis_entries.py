@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ._logids import logged
 from ._redis_keys import digits, gen_of
 from .cache import CachedContext
 from .context import AuthContext
@@ -94,9 +95,9 @@ class Entries:
         except (UnsealError, InvalidContextError, ValueError, KeyError, TypeError) as exc:
             self._warn(
                 "unusable",
-                "a shared context (customer %r) could not be used (%s); treated as a miss: check "
+                "a shared context (customer %s) could not be used (%s); treated as a miss: check "
                 "that every process has the same cache.keys",
-                customer.id,
+                logged(customer.id),
                 exc,
             )
             return Found(gen, f"{gen}.unreadable", refused=refused)

@@ -22,6 +22,7 @@ from typing import Any
 from ._admit import admit
 from ._flight import Flight
 from ._hookcalls import HookCall
+from ._logids import logged
 from ._ops import Fetch
 from ._state import CUSTOMER_PROVIDER, PipelineState
 from ._timeouts import answered_late, no_thread_free, not_answered_yet
@@ -206,6 +207,9 @@ class ContextStore(PipelineState):
         customer, stale = fetch.customer, fetch.stale
         key = customer.cache_key
         renew = fetch.needs_refresh or rejected
+        if rejected:
+            # Here, once per refresh, rather than once per request that the platform refused.
+            log.info("the context of customer %s was rejected; refreshing", logged(customer.id))
         with self._lock:
             refused = self._refusals.get(key)
         if refused is not None:
@@ -259,9 +263,9 @@ class ContextStore(PipelineState):
             flight.fail(error)
             if ahead:
                 log.warning(
-                    "refreshing the context of customer %r ahead of its expiry failed (%s); "
+                    "refreshing the context of customer %s ahead of its expiry failed (%s); "
                     "the current context is used until it expires",
-                    customer.id,
+                    logged(customer.id),
                     type(error).__name__,
                 )
             if not isinstance(exc, Exception) and not in_thread:
@@ -278,7 +282,7 @@ class ContextStore(PipelineState):
                 del self._inflight[key]
         # Late or not, to every caller still waiting (each within its own timeout).
         flight.resolve(entry)
-        log.debug("context for customer %r from %s", customer.id, entry.plugin)
+        log.debug("context for customer %s from %s", logged(customer.id), entry.plugin)
         return late[0] if late else None
 
     def _ask(

@@ -27,6 +27,7 @@ from ._closing import Closing
 from ._flight import Flight
 from ._flow import auth_flow_async, auth_flow_sync
 from ._httpx_wire import HttpxWire, register_httpx_module
+from ._logids import logged
 from ._logins import Logins
 from ._refusals import Refusals
 from ._rejection import OnRejection, check_on_rejection
@@ -277,7 +278,7 @@ class AuthPipeline(ContextStore, Logins, Closing, httpx.Auth):
             login, self._login = self._login, None
         if login is not None:
             login.resolve(new)
-        log.info("customer set to %r", new.id)
+        log.info("customer set to %s", logged(new.id))
         if old is not None and old != new:
             self._cleared(old)
         return new
@@ -303,7 +304,7 @@ class AuthPipeline(ContextStore, Logins, Closing, httpx.Auth):
                 return None
             self._state = (None, generation + 1)
             self._forget(old)
-        log.info("customer %r cleared; now anonymous", old.id)
+        log.info("customer %s cleared; now anonymous", logged(old.id))
         return old
 
     def for_customer(

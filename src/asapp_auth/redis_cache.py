@@ -42,6 +42,7 @@ from typing import Any
 
 from ._checks import seconds
 from ._hints import extra_hint
+from ._logids import logged
 from .cache import CachedContext, MemoryContextCache
 from .context import AuthContext
 from .customer import Customer
@@ -384,12 +385,12 @@ class RedisContextCache(MemoryContextCache):
         if outcome == 0:
             self._warn(
                 "lapsed",
-                "the refresh lock of customer %r lapsed before its context was stored (Redis "
+                "the refresh lock of customer %s lapsed before its context was stored (Redis "
                 "restarted, failed over, or stalled past lock_ttl); it was not shared",
-                customer.id,
+                logged(customer.id),
             )
         elif outcome == 3:
-            log.info("a newer context of customer %r was already shared", customer.id)
+            log.info("a newer context of customer %s was already shared", logged(customer.id))
         elif outcome == 4:
             self._warn(
                 "replaced",
