@@ -31,7 +31,6 @@ def test_twenty_requests_rejected_together_log_one_refresh(
 ) -> None:
     """20 requests refused with one context share one refresh, and one INFO line says so."""
     caplog.set_level(logging.INFO, "asapp_auth")
-    joined = threading.Semaphore(0)
     everyone = threading.Event()
 
     def provider(needs_refresh: bool) -> dict[str, Any]:
@@ -42,25 +41,30 @@ def test_twenty_requests_rejected_together_log_one_refresh(
     pipeline = AuthPipeline(origins=[platform.origin])
     pipeline.load("alice", provider)
     claim = pipeline._claim
+    joined: list[int] = []
+    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def claim_and_count(*args: Any, **kwargs: Any) -> Any:
         flight, leader, current = claim(*args, **kwargs)
         if flight is not None and not leader:
-            joined.release()
+            joined.append(1)
+            if len(joined) == 19:  # every other request waits on the first one's refresh
+                loop, all_joined = waiters[0]
+                loop.call_soon_threadsafe(all_joined.set)
         return flight, leader, current
 
     pipeline._claim = claim_and_count  # type: ignore[method-assign]
     url = f"{platform.url}/v1/account"
 
     async def main() -> list[int]:
+        all_joined = asyncio.Event()
+        waiters.append((asyncio.get_running_loop(), all_joined))
         async with httpx.AsyncClient(auth=pipeline) as client:
             await client.get(url)
             platform.expire()
             tasks = [asyncio.ensure_future(client.get(url)) for _ in range(20)]
             async with asyncio.timeout(PATIENCE):
-                for _ in range(19):  # every other request waits on the first one's refresh
-                    while not joined.acquire(blocking=False):
-                        await asyncio.sleep(0.001)
+                await all_joined.wait()
             everyone.set()
             return [r.status_code for r in await asyncio.gather(*tasks)]
 
