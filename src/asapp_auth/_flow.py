@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("asapp_auth")
+_monotonic = time.monotonic
 
 
 def fast(
@@ -66,13 +67,16 @@ def fast(
     if not wire.is_target(request):
         return None
     pipeline = wire.pipeline
-    customer, generation = (bound, -1) if bound is not None else pipeline._state
-    if customer is None:
-        return (None, generation, None, None)
-    entry = pipeline._cache.get(customer.cache_key)
+    if bound is None:
+        customer, generation = pipeline._state
+        if customer is None:
+            return (None, generation, None, None)
+    else:
+        customer, generation = bound, -1
+    entry = wire.lookup(customer.cache_key)
     if entry is None:
         return False
-    now = time.monotonic()
+    now = _monotonic()
     if now >= entry.expires_at:
         return False
     if now >= entry.refresh_at and not entry.ahead_started:
@@ -330,8 +334,8 @@ async def _run_async(wire: Wire[Any, Any], op: _Op) -> object:
 def auth_flow_sync(
     wire: Wire[Any, Any], request: Any, bound: Customer | None
 ) -> Generator[Any, Any, None]:
-    """An httpx-style ``sync_auth_flow``: the cached path inline; past it, the flow's requests
-    are yielded to the client and its operations run in this thread."""
+    """An httpx-style ``sync_auth_flow`` (httpx, httpx2): the cached path inline; past it, the
+    flow's requests are yielded to the client and its operations run in this thread."""
     pipeline = wire.pipeline
     sent = fast(wire, request, bound)
     if sent is None:
@@ -340,7 +344,7 @@ def auth_flow_sync(
     response = None
     if sent:
         response = yield request
-        if pipeline._default_rules and wire.status(response) not in REFUSALS:
+        if pipeline._default_rules and response.status_code not in REFUSALS:
             return
     steps = flow(wire, request, bound, sent or None, response)
     try:
@@ -363,7 +367,7 @@ async def auth_flow_async(
     response = None
     if sent:
         response = yield request
-        if pipeline._default_rules and wire.status(response) not in REFUSALS:
+        if pipeline._default_rules and response.status_code not in REFUSALS:
             return
     steps = flow(wire, request, bound, sent or None, response)
     try:

@@ -31,21 +31,43 @@ class HttpxWire(Wire[Any, Any]):
         self.name = name  # type: ignore[misc]
         self._module = module
         self._guard_type = guard_type
-        # httpx's URL gives the host as ASCII bytes and no port for the scheme's default.
-        self._targets = {
-            (scheme, host.encode("ascii"), port) for scheme, host, port in target_keys(self.origins)
+        self._parsed = _keeps_parsed_parts(module)
+        # The URL's ASCII host, and no port for the scheme's default, as httpx gives them.
+        self._targets = target_keys(self.origins)
+        # Where httpx itself would carry Authorization to another origin: from http://host on
+        # port 80 it keeps it on an upgrade to https://host, which needs the guard unless that
+        # origin is configured too. Everywhere else it drops Authorization on a hop elsewhere.
+        self._upgrades = {
+            key
+            for scheme, host, port in self.origins
+            if scheme == "http" and port == 80 and ("https", host, 443) not in self.origins
+            for key in ((scheme, host, None), (scheme, host, 80))
         }
 
-    def is_target(self, request: Any) -> bool:
+    def _key(self, request: Any) -> tuple[str, str, int | None]:
         url = request.url
-        return (url.scheme, url.raw_host, url.port) in self._targets
+        if self._parsed:
+            parts = url._uri_reference
+            return (parts.scheme, parts.host, parts.port)
+        return (url.scheme, url.raw_host.decode("ascii"), url.port)
+
+    def is_target(self, request: Any) -> bool:
+        # _key inline: this runs on every request.
+        url = request.url
+        if self._parsed:
+            parts = url._uri_reference
+            return (parts.scheme, parts.host, parts.port) in self._targets
+        return (url.scheme, url.raw_host.decode("ascii"), url.port) in self._targets
 
     def origin(self, request: Any) -> Origin:
         return origin_of(request.url)
 
     def guard(self, request: Any, attachment: Any) -> None:
-        # httpx drops Authorization itself on a hop to another origin; anything else needs us.
-        if not attachment.authorization_only or request.url.scheme != "https":
+        # httpx drops Authorization itself on a hop to another origin (see _upgrades): a
+        # context that is only that needs no guard; anything else does.
+        if not attachment.authorization_only or (
+            self._upgrades and self._key(request) in self._upgrades
+        ):
             install_guard(request, self.origins, attachment, self._guard_type)
 
     def answered_elsewhere(self, request: Any, response: Any) -> bool:
@@ -63,6 +85,25 @@ class HttpxWire(Wire[Any, Any]):
 
     async def aread_body(self, response: Any) -> object:
         return await response.aread()
+
+
+def _keeps_parsed_parts(module: ModuleType) -> bool:
+    """True when ``module.URL`` keeps its parsed parts in ``_uri_reference`` with the values its
+    ``scheme``, ``raw_host`` and ``port`` properties give (httpx 0.28, httpx2): three attribute
+    reads per request instead of three property calls, one of which encodes the host again."""
+    try:
+        for text in ("https://Example.COM:8443/p", "http://[::1]/", "https://xn--bcher-kva.de:443"):
+            url = module.URL(text)
+            parts = url._uri_reference
+            if (parts.scheme, parts.host, parts.port) != (
+                url.scheme,
+                url.raw_host.decode("ascii"),
+                url.port,
+            ):
+                return False
+    except Exception:  # any other shape: the public properties serve
+        return False
+    return True
 
 
 class _HttpxBody:

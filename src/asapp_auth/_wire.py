@@ -3,7 +3,7 @@
 The flow (``_flow``) decides; a wire only reads and changes a client's own objects: is this
 request for a platform origin, put a context on it and take it off, can its body be sent again,
 what did the response say. One ``Wire`` subclass per client library lives beside its adapter
-(``httpx`` in ``_httpx.py``, ``httpx2.py``, ``requests.py``, ``aiohttp.py``).
+(httpx and httpx2 in ``_httpx_wire.py``, ``requests.py``, ``aiohttp.py``).
 
 Attachers change requests through duck-typed ``request.headers`` (every client's headers take
 ``[name] = value``, ``get`` and ``pop``); what differs (the body, a snapshot of the whole
@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from .cache import CachedContext, MemoryContextCache
 from .origins import _DEFAULT_PORTS, Origin, format_origin
 
 if TYPE_CHECKING:
-    from .cache import CachedContext
     from .customer import Customer
 
 __all__ = ["BodyAccess", "Wire", "access_for", "register_access"]
@@ -85,6 +85,14 @@ def target_keys(origins: Iterable[Origin]) -> set[tuple[str, str, int | None]]:
     return keys
 
 
+def _reader(cache: Any) -> Any:
+    """The cache's ``get``; for an in-memory cache whose ``get`` is its own, the dict lookup
+    behind it."""
+    if isinstance(cache, MemoryContextCache) and type(cache).get is MemoryContextCache.get:
+        return cache.reader
+    return cache.get
+
+
 class Wire(Generic[Req, Resp]):
     """One client library's requests and responses, as the flow sees them.
 
@@ -97,6 +105,9 @@ class Wire(Generic[Req, Resp]):
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
         self.origins: frozenset[Origin] = pipeline._origins
+        # Fixed for the pipeline's life; read on every request's cached path.
+        self._attacher = pipeline._attacher
+        self.lookup = _reader(pipeline._cache)
 
     def is_target(self, request: Req) -> bool:
         """True when ``request`` goes to a configured origin (the cached path asks this)."""
@@ -115,12 +126,11 @@ class Wire(Generic[Req, Resp]):
     def attach(self, request: Req, entry: CachedContext, customer: Customer) -> Any:
         """Put ``entry``'s context on ``request``, with the per-request part plugins make for it
         (``request_proof``); return the ``Attachment``."""
-        pipeline = self.pipeline
         prepared = entry.prepared
         if prepared is None:
-            prepared = entry.prepared = pipeline._attacher.prepare(entry.context)
-        attachment = pipeline._attacher.attach(request, prepared)
-        proofs = pipeline._proofs
+            prepared = entry.prepared = self._attacher.prepare(entry.context)
+        attachment = self._attacher.attach(request, prepared)
+        proofs = self.pipeline._proofs
         if proofs is not None:
             extra = proofs(customer, entry.context, self.method(request), self.htu(request))
             if extra:
@@ -128,7 +138,10 @@ class Wire(Generic[Req, Resp]):
                 for name, value in extra:
                     headers[name] = value
                 # A copy: a headers-only context shares one attachment between its requests.
-                attachment = replace(attachment, headers=(*attachment.headers, *extra))
+                # No longer Authorization alone: the client would carry the proof elsewhere.
+                attachment = replace(
+                    attachment, headers=(*attachment.headers, *extra), authorization_only=False
+                )
                 attachment.guard_data = None
         self.guard(request, attachment)
         return attachment
@@ -143,7 +156,7 @@ class Wire(Generic[Req, Resp]):
         """Keep ``attachment`` off redirects to other origins, as this client needs."""
 
     def detach(self, request: Req, attachment: Any) -> None:
-        self.pipeline._attacher.detach(request, attachment)
+        self._attacher.detach(request, attachment)
 
     def answered_elsewhere(self, request: Req, response: Resp) -> bool:
         """True when ``response`` came from another origin than the configured one ``request``

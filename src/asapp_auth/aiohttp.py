@@ -16,8 +16,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import payload
+from yarl import URL
 
 from . import _flow
+from ._flow import fast as _fast
 from ._wire import Wire, is_json, register_access, target_keys
 from .classify import REFUSALS
 from .origins import Origin
@@ -26,16 +28,46 @@ from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 __all__ = ["AiohttpAuth"]
 
 
+# (scheme, netloc) pairs already judged, for the cached path: one dict lookup instead of three
+# yarl properties, which parse the netloc again for every new URL. Bounded: cleared when full.
+_NETLOCS_MAX = 1024
+
+
+def _yarl_parts_usable() -> bool:
+    """True when yarl's ``URL`` keeps its scheme and netloc (userinfo, host and port) as the
+    plain strings ``_scheme`` and ``_netloc``, as yarl 1.12 and later do."""
+    try:
+        urls = [
+            URL(text)
+            for text in ("https://a.example:1/", "https://a.example:2/", "http://a.example:1/")
+        ]
+        pairs = {(url._scheme, url._netloc) for url in urls}
+        return len(pairs) == 3 and all(isinstance(p, str) for pair in pairs for p in pair)
+    except Exception:  # any other shape: the public properties serve
+        return False
+
+
 class _AiohttpWire(Wire[aiohttp.ClientRequest, aiohttp.ClientResponse]):
     name = "aiohttp"
 
     def __init__(self, pipeline: AuthPipeline) -> None:
         super().__init__(pipeline)
         self._keys = target_keys(self.origins)
+        self._netlocs: dict[tuple[str, str], bool] | None = {} if _YARL_PARTS else None
 
     def is_target(self, request: aiohttp.ClientRequest) -> bool:
         url = request.url
-        return (url.scheme, url.raw_host, url.port) in self._keys
+        netlocs = self._netlocs
+        if netlocs is None:
+            return (url.scheme, url.raw_host, url.port) in self._keys
+        key = (url._scheme, url._netloc)
+        known = netlocs.get(key)
+        if known is None:
+            known = (url.scheme, url.raw_host, url.port) in self._keys
+            if len(netlocs) >= _NETLOCS_MAX:
+                netlocs.clear()
+            netlocs[key] = known
+        return known
 
     def origin(self, request: aiohttp.ClientRequest) -> Origin:
         url = request.url
@@ -82,6 +114,7 @@ class _AiohttpBody:
 
 
 register_access(aiohttp.ClientRequest, _AiohttpBody())
+_YARL_PARTS = _yarl_parts_usable()
 
 
 class AiohttpAuth:
@@ -96,14 +129,16 @@ class AiohttpAuth:
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
         pipeline, wire = self.pipeline, self._wire
-        sent = _flow.fast(wire, request, self._bound)
+        sent = _fast(wire, request, self._bound)
         if sent is None:
             return await handler(request)
         response = None
         if sent:
             response = await handler(request)
             if pipeline._default_rules and response.status not in REFUSALS:
-                _off_the_body(pipeline, request, sent[3])
+                attachment = sent[3]
+                if attachment is not None and attachment.in_body:  # _off_the_body, inline
+                    pipeline._attacher.detach(request, attachment)
                 return response
         steps = _flow.flow(wire, request, self._bound, sent or None, response)
         try:

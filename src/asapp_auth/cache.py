@@ -141,6 +141,11 @@ class MemoryContextCache:
     def get(self, key: Hashable) -> CachedContext | None:
         return self._mirror.get(key)
 
+    @property
+    def reader(self) -> Callable[[Hashable], CachedContext | None]:
+        """``get`` as the plain dict lookup it is, for the cached path: no frame of ours."""
+        return self._mirror.get
+
     def set(self, key: Hashable, entry: CachedContext) -> None:
         with self._lock:
             self._entries[key] = entry  # may evict the oldest, which leaves the mirror too

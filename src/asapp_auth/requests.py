@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 import requests
 from requests.auth import AuthBase
+from requests.models import REDIRECT_STATI
 from urllib3.util import parse_url
 
 from . import _flow
@@ -35,6 +36,8 @@ from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
 __all__ = ["RequestsAuth"]
 
+# A hook keyword requests did not pass: left out when the request is sent again.
+_UNSET: Any = object()
 # Prefixes ("scheme://netloc") already judged, for the cached path: a dict lookup instead of
 # parsing every URL. Bounded: cleared when full.
 _PREFIXES_MAX = 1024
@@ -47,6 +50,12 @@ def _origin(url: str) -> Origin:
     return (scheme, host, parsed.port or _DEFAULT_PORTS.get(scheme, 0))
 
 
+def _start(scheme: str, host: str, port: int | None) -> str:
+    """``scheme://host[:port]/``, as requests begins a prepared URL to that origin."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}{'' if port is None else f':{port}'}/"
+
+
 class _RequestsWire(Wire[requests.PreparedRequest, requests.Response]):
     name = "requests"
 
@@ -54,9 +63,14 @@ class _RequestsWire(Wire[requests.PreparedRequest, requests.Response]):
         super().__init__(pipeline)
         self._keys = target_keys(self.origins)
         self._prefixes: dict[str, bool] = {}
+        # How requests writes a configured origin at the start of a prepared URL: scheme and
+        # host lowercased, the path at least "/", the port as the caller gave it (or none).
+        self._starts = tuple(_start(*key) for key in self._keys)
 
     def is_target(self, request: requests.PreparedRequest) -> bool:
         url = request.url or ""
+        if url.startswith(self._starts):
+            return True
         end = url.find("/", url.find("//") + 2)
         prefix = url if end < 0 else url[:end]
         known = self._prefixes.get(prefix)
@@ -131,7 +145,8 @@ class RequestsAuth(AuthBase):
         exchange = _Exchange(self, sent or None)
         if not sent:
             exchange.start(request)  # fetch first: requests sends the request once we return
-        request.register_hook("response", exchange)  # type: ignore[no-untyped-call]
+        # What register_hook does for a callable, without its isinstance(hook, Callable).
+        request.hooks["response"].append(exchange)
         return request
 
     def __repr__(self) -> str:
@@ -158,21 +173,40 @@ class _Exchange:
         item = _flow.advance_sync(auth._wire, self.steps, None)
         assert not isinstance(item, _flow.Done), "a flow sends its request before it ends"
 
-    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+    def __call__(
+        self,
+        response: requests.Response,
+        *,
+        # What Session.send passes every hook, as parameters: packing them into a dict for
+        # each response costs more than the rest of the cached path's hook.
+        stream: Any = _UNSET,
+        timeout: Any = _UNSET,
+        verify: Any = _UNSET,
+        cert: Any = _UNSET,
+        proxies: Any = _UNSET,
+        **more: Any,
+    ) -> requests.Response:
         if self._left:
             return response
         auth = self._auth
         pipeline, wire = auth.pipeline, auth._wire
+        if self.steps is None and pipeline._default_rules and response.status_code not in REFUSALS:
+            # The cached path's answer: nothing to do unless it is a redirect to follow.
+            if response.status_code in REDIRECT_STATI:
+                return self._guard(response)
+            return response
         request: requests.PreparedRequest = response.request
         if self.steps is None:
-            if pipeline._default_rules and response.status_code not in REFUSALS:
-                return self._guard(response)
             if not wire.is_target(request):
                 return response
             steps = _flow.flow(wire, request, auth._bound, self.state, response)
             first = None  # the flow starts from the response in hand
         else:
             steps, first = self.steps, response
+        given = {"stream": stream, "timeout": timeout, "verify": verify, "cert": cert}
+        given["proxies"] = proxies
+        kwargs = {name: value for name, value in given.items() if value is not _UNSET}
+        kwargs.update(more)
         try:
             item = _flow.advance_sync(wire, steps, first)
             while not isinstance(item, _flow.Done):
