@@ -95,6 +95,8 @@ def bench(session: nox.Session) -> None:
         "bench_jwt",
         "bench_oauth2_e2e",
         "bench_dpop",
+        # httpcore's and httpcore2's pools under hundreds of threads (encode/httpcore#1110).
+        "bench_pool",
     ):
         session.run("python", f"bench/{script}.py", *quick)
     # redis-server comes from the machine (dev.py test installs Debian's), not from pip.

@@ -1,238 +1,186 @@
-"""Cached-path cost per request: asapp-auth against raw httpx and the auth libraries users pick.
+"""Cached-path cost per request, for every adapter: asapp-auth against the same client setting a
+static header by hand, a minimal hand-written auth for that client, and the auth libraries users
+pick for it.
 
-Every variant sends the same GET through the same kind of transport; rounds are interleaved
-(each round runs every variant once, in a shuffled order) and the medians over rounds are
-reported, as microseconds per request and as overhead over raw httpx with a static header.
+Six adapters (httpx and httpx2, each sync and async; requests; aiohttp), each in three settings:
+the auth layer alone, driven as the client drives it on prebuilt requests (no client, no I/O);
+whole requests through the client's mock transport (``MockTransport``; for requests a mounted
+transport adapter with a canned answer; for aiohttp, which has none, a last middleware with a
+canned answer); and whole requests to a server on 127.0.0.1. The minimal auth sets one header:
+an ``httpx.Auth``/``httpx2.Auth`` subclass, a requests ``AuthBase``, an aiohttp client middleware.
+Goal: asapp-auth within 1.5 µs of the minimal auth per request.
+
+Each client runs in a process of its own (``_cached_<client>.py``), one after the other: authlib's
+httpx integration binds to httpx2 whenever httpx2 is importable, so the httpx process keeps httpx2
+out and its authlib anchor runs on httpx, while the httpx2 process has authlib on httpx2. Within a
+process every variant of a setting runs in interleaved rounds (see ``_cached_common``), timed on
+the calling thread's CPU clock and on the wall clock.
 
     python bench/bench_cached_path.py [--quick]
 
-Writes bench/results/cached_path.json and prints a Markdown table. Figures, not assertions.
+Writes bench/results/cached_path.json and prints Markdown tables. Figures, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import random
-import statistics
+import subprocess
 import sys
-import time
-import warnings
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import _httpx_only  # noqa: F401  (first: authlib must bind to httpx, not httpx2)
-import httpx
+from _cached_common import ALONE, GOAL, LOOPBACK, MINIMAL, MOCK, OURS, SIZES, STATIC
 
-from asapp_auth import AuthContext, AuthPipeline
-from asapp_auth.testing import FakePlatform
-
-URL = "https://api.chat.example/v1/account"
-TOKEN = "tok-bench"
-
-
-def ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=b"{}")
-
-
-class OneHeader(httpx.Auth):
-    """The practical limit: a hand-written auth that sets one header."""
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield request
+HERE = Path(__file__).resolve().parent
+# (section script, --client): each writes its adapters' figures.
+SECTIONS = [
+    ("_cached_httpx.py", "httpx"),
+    ("_cached_httpx.py", "httpx2"),
+    ("_cached_requests.py", ""),
+    ("_cached_aiohttp.py", ""),
+]
+ADAPTERS = ["httpx", "httpx async", "httpx2", "httpx2 async", "requests", "aiohttp"]
+SETTINGS = [ALONE, MOCK, LOOPBACK]
+HOOKED = "minimal auth with a response hook"  # the requests section's extra anchor
 
 
-def token_endpoint(request: httpx.Request) -> httpx.Response:
-    body = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}
-    return httpx.Response(200, json=body)
+def run_section(script: str, client: str, quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "section.json"
+        args = [sys.executable, str(HERE / script), "--out", str(out)]
+        args += ["--client", client] if client else []
+        args += ["--quick"] if quick else []
+        subprocess.run(args, check=True)
+        found: dict[str, Any] = json.loads(out.read_text())
+        return found
 
 
-def pipeline_for(origin: str, headers: dict[str, str] | None = None) -> AuthPipeline:
-    pipeline = AuthPipeline(origins=[origin])
-    auth: dict[str, Any] = {"Token": TOKEN}
-    if headers:
-        auth["Headers"] = headers
-    context = AuthContext({"Auth": auth}, expires_in=3600)
-    pipeline.load("alice", lambda needs_refresh: context)
-    return pipeline
+def over(figures: dict[str, Any], name: str, base: str, clock: str = "cpu") -> list[float]:
+    """[q1, median, q3] of ``name``'s per-round cost over ``base``."""
+    found: list[float] = figures["over"][name][f"{clock}_over_{base}"]
+    return found
 
 
-def sync_variants(transport: httpx.BaseTransport, url: str) -> dict[str, httpx.Client]:
-    origin = str(httpx.URL(url).copy_with(path="/", query=None)).rstrip("/")
-    variants = {
-        "raw httpx, static header": httpx.Client(
-            transport=transport, headers={"Authorization": f"Bearer {TOKEN}"}
-        ),
-        "one-header httpx.Auth": httpx.Client(transport=transport, auth=OneHeader()),
-        "asapp-auth": httpx.Client(transport=transport, auth=pipeline_for(origin)),
-    }
-    try:
-        import httpx_auth
+def ours_over_minimal(data: dict[str, Any], adapter: str, setting: str) -> float:
+    return over(data["adapters"][adapter]["settings"][setting], OURS, MINIMAL)[1]
 
-        token_client = httpx.Client(transport=httpx.MockTransport(token_endpoint))
-        auth = httpx_auth.OAuth2ClientCredentials(
-            "https://auth.example/token", client_id="id", client_secret="x", client=token_client
+
+def goal_met(data: dict[str, Any], adapter: str, setting: str = ALONE) -> bool:
+    return ours_over_minimal(data, adapter, setting) <= GOAL
+
+
+def spread(values: list[float]) -> str:
+    q1, median, q3 = values
+    return f"{median:+.1f} ({q1:+.1f} to {q3:+.1f})"
+
+
+def goal_table(data: dict[str, Any]) -> str:
+    lines = [
+        "### Every adapter: asapp-auth beside the same client's own ways",
+        "",
+        "CPU µs per request of the calling thread (medians over rounds); *over*: the median of "
+        "the per-round differences, with their quartiles; the last column, the same on the wall "
+        "clock.",
+        "",
+        "| adapter | setting | static header | minimal auth | asapp-auth | over static "
+        f"| over minimal | goal: within {GOAL:g} µs | wall: over minimal |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for adapter in ADAPTERS:
+        settings = data["adapters"][adapter]["settings"]
+        for setting in SETTINGS:
+            figures = settings[setting]
+            cpu = {name: v["cpu"] for name, v in figures["variants"].items()}
+            met = "met" if goal_met(data, adapter, setting) else "**missed**"
+            lines.append(
+                f"| {adapter} | {setting} | {cpu[STATIC]:.1f} | {cpu[MINIMAL]:.1f} "
+                f"| {cpu[OURS]:.1f} | {spread(over(figures, OURS, STATIC))} "
+                f"| {spread(over(figures, OURS, MINIMAL))} | {met} "
+                f"| {spread(over(figures, OURS, MINIMAL, 'wall'))} |"
+            )
+    return "\n".join(lines)
+
+
+def hook_notes(data: dict[str, Any]) -> list[str]:
+    """For requests: asapp-auth over the minimal auth that registers a response hook too."""
+    notes = []
+    for adapter in ADAPTERS:
+        settings = data["adapters"][adapter]["settings"]
+        if HOOKED not in settings[ALONE]["variants"]:
+            continue
+        figures = ", ".join(
+            f"{setting} {spread(over(settings[setting], OURS, HOOKED))}" for setting in SETTINGS
         )
-        variants["httpx-auth client credentials"] = httpx.Client(transport=transport, auth=auth)
-    except ImportError:
-        pass
-    try:
-        with warnings.catch_warnings():
-            import authlib.deprecate  # noqa: F401  (it sets "always" for its warnings: filter after)
-
-            # authlib warns on import that its httpx support moves to "httpx2".
-            warnings.simplefilter("ignore")
-            from authlib.integrations.httpx_client import OAuth2Client
-
-        token = {"access_token": TOKEN, "token_type": "Bearer", "expires_at": time.time() + 3600}
-        variants["authlib OAuth2Client"] = OAuth2Client(
-            client_id="id", client_secret="x", token=token, transport=transport
+        notes.append(
+            f"{adapter}: a requests auth sees a response (a 401, a redirect) only through a "
+            "response hook, and one hook that only returns the response costs the minimal auth "
+            f"what the *{HOOKED}* row of the {adapter} table shows. asapp-auth over that auth, "
+            f"CPU µs per request: {figures}."
         )
-    except ImportError:
-        pass
-    for client in variants.values():
-        client.get(url)  # warm up: first token, connections
-    return variants
+    return notes
 
 
-def async_variants(url: str) -> dict[str, httpx.AsyncClient]:
-    transport = httpx.MockTransport(ok)
-    origin = "https://api.chat.example"
-    variants = {
-        "raw httpx, static header": httpx.AsyncClient(
-            transport=transport, headers={"Authorization": f"Bearer {TOKEN}"}
-        ),
-        "one-header httpx.Auth": httpx.AsyncClient(transport=transport, auth=OneHeader()),
-        "asapp-auth": httpx.AsyncClient(transport=transport, auth=pipeline_for(origin)),
-    }
-    try:
-        # Imported (and its warning silenced) by sync_variants already.
-        from authlib.integrations.httpx_client import AsyncOAuth2Client
-
-        token = {"access_token": TOKEN, "token_type": "Bearer", "expires_at": time.time() + 3600}
-        variants["authlib OAuth2Client"] = AsyncOAuth2Client(
-            client_id="id", client_secret="x", token=token, transport=transport
-        )
-    except ImportError:
-        pass
-    return variants
-
-
-def measure(
-    names: list[str], run: Callable[[str, int], float], rounds: int, per_round: int
-) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        order = names[:]
-        random.shuffle(order)
-        for name in order:
-            samples[name].append(run(name, per_round) / per_round * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def bench_sync(
-    variants: dict[str, httpx.Client], url: str, rounds: int, per_round: int
-) -> dict[str, float]:
-    def run(name: str, n: int) -> float:
-        client = variants[name]
-        started = time.perf_counter()
-        for _ in range(n):
-            client.get(url)
-        return time.perf_counter() - started
-
-    return measure(list(variants), run, rounds, per_round)
-
-
-def bench_async(url: str, rounds: int, per_round: int) -> dict[str, float]:
-    async def main() -> dict[str, float]:
-        variants = async_variants(url)
-        for client in variants.values():
-            await client.get(url)
-        timings: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(rounds):
-            order = list(variants)
-            random.shuffle(order)
-            for name in order:
-                client = variants[name]
-                started = time.perf_counter()
-                for _ in range(per_round):
-                    await client.get(url)
-                timings[name].append((time.perf_counter() - started) / per_round * 1e6)
-        return {name: statistics.median(values) for name, values in timings.items()}
-
-    return asyncio.run(main())
-
-
-def bench_flow_only(rounds: int, per_round: int) -> dict[str, float]:
-    """Drive each auth flow by hand on prebuilt requests: the auth layer's own cost, no I/O."""
-    origin = "https://api.chat.example"
-    auths: dict[str, httpx.Auth | None] = {
-        "raw httpx, static header": None,
-        "one-header httpx.Auth": OneHeader(),
-        "asapp-auth": pipeline_for(origin),
-        "asapp-auth, token + one more header (redirect guard on)": pipeline_for(
-            origin, {"X-Session": "s"}
-        ),
-    }
-    response = httpx.Response(200, content=b"{}")
-
-    def run(name: str, n: int) -> float:
-        auth = auths[name]
-        requests = [httpx.Request("GET", URL) for _ in range(n)]
-        started = time.perf_counter()
-        if auth is None:
-            for request in requests:
-                request.headers["Authorization"] = f"Bearer {TOKEN}"
-        else:
-            for request in requests:
-                flow = auth.sync_auth_flow(request)
-                next(flow)
-                try:
-                    flow.send(response)
-                except StopIteration:
-                    pass
-        return time.perf_counter() - started
-
-    return measure(list(auths), run, rounds, per_round)
-
-
-def table(title: str, medians: dict[str, float]) -> str:
-    raw = medians["raw httpx, static header"]
-    lines = [f"### {title}", "", "| variant | µs per request | over raw |", "| --- | ---: | ---: |"]
-    for name, value in sorted(medians.items(), key=lambda item: item[1]):
-        lines.append(f"| {name} | {value:.1f} | {value - raw:+.1f} |")
+def adapter_table(adapter: str, found: dict[str, Any]) -> str:
+    """Every variant measured on this adapter, per setting: CPU µs and the cost over static."""
+    settings = found["settings"]
+    names: list[str] = []
+    for setting in SETTINGS:
+        names += [name for name in settings[setting]["variants"] if name not in names]
+    head = "| variant |" + "".join(f" {s} | over static |" for s in SETTINGS)
+    lines = [
+        f"### {adapter}",
+        "",
+        f"Mock transport: {found['mock']}. "
+        + ", ".join(f"{k} {v}" for k, v in found["versions"].items())
+        + ".",
+        "",
+        head,
+        "| --- |" + " ---: | ---: |" * len(SETTINGS),
+    ]
+    for name in names:
+        row = f"| {name} |"
+        for setting in SETTINGS:
+            figures = settings[setting]
+            if name not in figures["variants"]:
+                row += " | |"
+                continue
+            cpu = figures["variants"][name]["cpu"]
+            extra = "" if name == STATIC else f"{over(figures, name, STATIC)[1]:+.1f}"
+            row += f" {cpu:.1f} | {extra} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
 def markdown(data: dict[str, Any]) -> str:
     """The Markdown tables, from the JSON this script writes."""
-    return "\n\n".join(table(title, medians) for title, medians in data["results"].items())
+    rounds = ", ".join(
+        f"{setting}: {figures['rounds']} rounds of {figures['per_round']:,}"
+        for setting, figures in data["adapters"]["httpx"]["settings"].items()
+    )
+    parts = [goal_table(data), *hook_notes(data), f"Rounds x requests per variant: {rounds}."]
+    parts += [adapter_table(adapter, data["adapters"][adapter]) for adapter in ADAPTERS]
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds, for a smoke run")
     args = parser.parse_args(argv)
-    rounds, per_round = (3, 200) if args.quick else (25, 2000)
-    results: dict[str, dict[str, float]] = {}
-    results["auth flow alone (no transport)"] = bench_flow_only(rounds * 2, per_round * 5)
-    mock = sync_variants(httpx.MockTransport(ok), URL)
-    results["sync, httpx.MockTransport"] = bench_sync(mock, URL, rounds, per_round)
-    results["async, httpx.MockTransport"] = bench_async(URL, rounds, per_round)
-    with FakePlatform() as platform:
-        url = f"{platform.url}/public"
-        real = sync_variants(httpx.HTTPTransport(), url)
-        results["sync, real server on 127.0.0.1"] = bench_sync(
-            real, url, max(3, rounds // 3), per_round // 4
-        )
-    data = {"quick": args.quick, "rounds": rounds, "per_round": per_round, "results": results}
+    adapters: dict[str, Any] = {}
+    for script, client in SECTIONS:
+        adapters.update(run_section(script, client, args.quick))
+    data = {
+        "quick": args.quick,
+        "goal": GOAL,
+        "sizes": SIZES,
+        "adapters": {name: adapters[name] for name in ADAPTERS},
+    }
     print(markdown(data))
     # BENCH_RESULTS: another folder for the results (the smoke test's, say).
-    out = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).parent / "results")
+    out = Path(os.environ.get("BENCH_RESULTS") or HERE / "results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "cached_path.json").write_text(json.dumps(data, indent=2))
     return 0

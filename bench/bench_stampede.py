@@ -23,6 +23,11 @@ token round trip and one API call, through that library); the wall time over one
 the target of 1.5x; the wall time over the floor's (what the refresh added to the burst); and the
 API's answers.
 
+Then every adapter (httpx and httpx2, sync and async; requests; aiohttp), in a process of its own
+that has httpx2 (``_stampede_adapters.py``): the same burst, 200 threads or 1,000 tasks, through
+that adapter's own client onto an expired context, beside the same burst on a fresh one (its
+floor): token calls, and wall time over the floor.
+
     python bench/bench_stampede.py [--quick]
 
 Writes bench/results/stampede.json and prints a Markdown table. Figures, not assertions.
@@ -37,14 +42,15 @@ import os
 import random
 import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,8 @@ with warnings.catch_warnings():
     # authlib warns on import that its httpx support moves to "httpx2".
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
+
+from _token_endpoint import TokenEndpoint
 
 from asapp_auth import AuthContext, AuthPipeline
 from asapp_auth.testing import FakePlatform
@@ -79,68 +87,6 @@ PRIMED_LIFETIME = 0.3
 FLOOR = "floor: raw httpx, valid static token"
 # The whole burst answered within this many times what one caller takes.
 TARGET = 1.5
-
-
-class TokenEndpoint:
-    """An OAuth 2 client-credentials token endpoint taking ``delay`` seconds per call.
-
-    A thread per connection, so concurrent calls are answered in parallel. Tokens are issued by
-    ``platform``, valid there for ``lifetime`` seconds. ``spans`` holds when each call began and
-    ended (``time.monotonic``, the same clock in every process).
-    """
-
-    def __init__(self, platform: FakePlatform, delay: float) -> None:
-        self.platform = platform
-        self.delay = delay
-        self.lifetime: float = 3600
-        self.calls = 0
-        self.spans: list[tuple[float, float]] = []
-        self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # or delayed ACKs add 40 ms to every call
-
-            def do_POST(self) -> None:
-                began = time.monotonic()
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                time.sleep(endpoint.delay)
-                with endpoint._lock:
-                    endpoint.calls += 1
-                    lifetime = endpoint.lifetime
-                token = endpoint.platform.issue_token("service", lifetime)
-                body = json.dumps(
-                    {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                with endpoint._lock:
-                    endpoint.spans.append((began, time.monotonic()))
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 2048  # the default of 5 drops a burst of connects
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def reset(self, lifetime: float) -> None:
-        with self._lock:
-            self.calls = 0
-            self.spans = []
-            self.lifetime = lifetime
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @dataclass
@@ -507,8 +453,46 @@ def markdown(data: dict[str, Any]) -> str:
                 ASYNC_NOTES,
                 loop_column=True,
             ),
+            adapters_table(data["adapters"]),
         ]
     )
+
+
+def run_adapters(quick: bool) -> dict[str, Any]:
+    """Every adapter's stampede (``_stampede_adapters.py``), in a process that has httpx2."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "adapters.json"
+        script = Path(__file__).resolve().parent / "_stampede_adapters.py"
+        args = [sys.executable, str(script), "--out", str(out), *(["--quick"] if quick else [])]
+        subprocess.run(args, check=True)
+        found: dict[str, Any] = json.loads(out.read_text())
+        return found
+
+
+def adapters_table(data: dict[str, Any]) -> str:
+    """Per adapter: token calls and wall time of the burst on an expired context, beside the
+    same burst on a fresh one (the floor)."""
+    lines = [
+        f"### Every adapter: {data['threads']} threads or {data['tasks']:,} tasks on one "
+        "expired context",
+        "",
+        "Each adapter's own client and pipeline; the floor is the same burst on a fresh "
+        "context, with no refresh to do. httpx's tasks spread over "
+        f"{data['async_clients']} AsyncClients, aiohttp's share one session. Medians over "
+        f"{data['rounds']} round(s).",
+        "",
+        "| adapter | callers | token-endpoint calls | wall ms | floor ms | over the floor ms "
+        "| API answers |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, figures in data["adapters"].items():
+        burst, floor = figures["stampede"], figures["floor"]
+        lines.append(
+            f"| {name} | {figures['callers']:,} {figures['concurrency']} | {fmt_calls(burst)} "
+            f"| {burst['wall'] * 1e3:,.0f} | {floor['wall'] * 1e3:,.0f} "
+            f"| {(burst['wall'] - floor['wall']) * 1e3:+,.0f} | {fmt_answers(burst['answers'])} |"
+        )
+    return "\n".join(lines)
 
 
 SYNC_NOTES = {
@@ -557,6 +541,7 @@ def main(argv: list[str]) -> int:
                     async_single[name].append(run_async(name, endpoint, platform, 1))
         finally:
             endpoint.close()
+    adapters = run_adapters(args.quick)
     data = {
         "quick": args.quick,
         "threads": threads,
@@ -572,6 +557,7 @@ def main(argv: list[str]) -> int:
         "tasks_results": {
             name: summarise(async_samples[name], async_single[name]) for name in async_names
         },
+        "adapters": adapters,
     }
     print(markdown(data))
     # BENCH_RESULTS: another folder for the results (the smoke test's, say).
