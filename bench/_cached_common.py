@@ -44,6 +44,9 @@ SIZES = {
 }
 
 Clocks = tuple[float, float]  # (CPU seconds, wall seconds)
+# A full collection before each timed run (tens of ms with every client imported): off with
+# --quick, whose figures only show that the benchmark runs.
+COLLECT = True
 
 
 def pipeline_for(origin: str, headers: dict[str, str] | None = None) -> AuthPipeline:
@@ -61,7 +64,8 @@ def pipeline_for(origin: str, headers: dict[str, str] | None = None) -> AuthPipe
 def timed(body: Callable[[], object]) -> Clocks:
     """``body``'s clocks, with the garbage collector held off: a collection lands in one
     variant's run or another's by chance, and costs more than what is measured here."""
-    gc.collect()
+    if COLLECT:
+        gc.collect()
     gc.disable()
     try:
         cpu, wall = time.thread_time(), time.perf_counter()
@@ -73,7 +77,8 @@ def timed(body: Callable[[], object]) -> Clocks:
 
 async def atimed(body: Callable[[], Awaitable[object]]) -> Clocks:
     """As ``timed``, for a coroutine on the running loop."""
-    gc.collect()
+    if COLLECT:
+        gc.collect()
     gc.disable()
     try:
         cpu, wall = time.thread_time(), time.perf_counter()
@@ -177,6 +182,8 @@ def section_main(
     parser.add_argument("--client", default="")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    global COLLECT
+    COLLECT = not args.quick
     args.out.write_text(json.dumps(measure(args), indent=2))
     return 0
 
