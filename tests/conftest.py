@@ -9,17 +9,31 @@ import pytest
 from redis_helpers import Target
 
 from asapp_auth import AuthPipeline, get_plugin_manager
-from asapp_auth.testing import FakePlatform, LogSecretsGuard
+from asapp_auth.testing import FakePlatform, LogSecretsGuard, TelemetryCapture
 
 SECRET_WORDS = ("s3cr3t",)
+# Customers the tests name without a platform token: never in telemetry either.
+CUSTOMER_IDS = ("alice", "bob", "carol", "dave")
 
 
 @pytest.fixture(autouse=True)
-def _no_secrets_in_logs() -> Iterator[LogSecretsGuard]:
-    """Fail any test whose log records hold a token issued during it, or a value marked secret."""
+def telemetry() -> Iterator[TelemetryCapture]:
+    """Every test records its spans and metrics in memory, for the secrets guard to scan."""
+    with TelemetryCapture() as capture:
+        yield capture
+    assert capture.undocumented() == [], "recorded, but not in docs/observability.md"
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_in_logs(telemetry: TelemetryCapture) -> Iterator[LogSecretsGuard]:
+    """Fail any test whose log records hold a token issued during it, or a value marked secret,
+    or whose telemetry holds one of those or a customer id."""
     LogSecretsGuard.known.clear()
+    LogSecretsGuard.customers.clear()
+    LogSecretsGuard.customers.update(CUSTOMER_IDS)
     with LogSecretsGuard() as guard:
         guard.add(*SECRET_WORDS)
+        guard.watch(telemetry)
         yield guard
     guard.check()
 

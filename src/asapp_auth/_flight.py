@@ -20,7 +20,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -41,6 +41,7 @@ class Flight(Generic[T]):
         "deadline",
         "orphaned",
         "queued",
+        "watch",
     )
 
     def __init__(
@@ -60,6 +61,8 @@ class Flight(Generic[T]):
         # Set by the owner while the work waits for a thread to run in, so a waiter that times
         # out meanwhile can say so.
         self.queued = False
+        # Told the outcome when the flight ends (``finished(error)``): its telemetry, if any.
+        self.watch: Any = None
         self._timeout_error = timeout_error
         self._on_timeout = on_timeout
         self._lock = threading.Lock()
@@ -90,6 +93,8 @@ class Flight(Generic[T]):
                 loop.call_soon_threadsafe(_wake, future)
             except RuntimeError:  # that loop is closed: its waiter is gone with it
                 pass
+        if self.watch is not None:
+            self.watch.finished(error)
         return True
 
     def _outcome(self) -> T:

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _telemetry
 from ._admit import head_bytes, too_large_again
 from ._ops import OPS as _OPS
 from ._ops import Fetch as _Fetch
@@ -81,6 +82,8 @@ def fast(
         return False
     if now >= entry.refresh_at and not entry.ahead_started:
         pipeline._start_refresh_ahead(customer, entry)
+    if _telemetry.ACTIVE is not None:
+        _telemetry.ACTIVE.hit(wire.name)
     return (customer, generation, entry, wire.attach(request, entry, customer))
 
 
@@ -142,6 +145,8 @@ def _steps(
     pipeline = wire.pipeline
     refreshed = logged_in = retried = False
     switches = 0
+    # Sends of this request so far: each one after the first is a resend (after a 401).
+    sends = 0 if response is None else 1
     customer, generation, entry, attachment = sent or (None, 0, None, None)
     fixed = bound is not None
     while True:
@@ -155,7 +160,10 @@ def _steps(
                 if entry is None:
                     entry = pipeline._cache.get(customer.cache_key)
                     now = time.monotonic()
-                    if entry is None or now >= entry.expires_at:
+                    if entry is not None and now < entry.expires_at:
+                        _telemetry.hit(wire.name)
+                    else:
+                        _telemetry.count("cache.misses", {_telemetry.ADAPTER: wire.name})
                         renew = entry is not None and now >= entry.valid_until
                         try:
                             entry = yield _Fetch(customer, entry, renew, fixed)
@@ -177,6 +185,9 @@ def _steps(
                             continue
                 assert entry is not None
                 attachment = wire.attach(request, entry, customer)
+            if sends:
+                wire.resent(request, sends)
+            sends += 1
             response = yield request
         status = wire.status(response)
         if pipeline._default_rules and status not in REFUSALS:
@@ -201,6 +212,7 @@ def _steps(
         if verdict is Verdict.OK or verdict is Verdict.RETRY:
             return (customer, generation, entry, attachment)
         if verdict is Verdict.TOKEN_EXPIRED and customer is not None and entry is not None:
+            _telemetry.count("rejections", {_telemetry.ADAPTER: wire.name})
             head = head_bytes(request.headers) if status == 431 else 0
             if attachment is not None:
                 wire.detach(request, attachment)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from ._telemetry import RESEND_EXTENSION
 from ._wire import Wire, is_json, register_access, target_keys
 from .origins import AsyncRedirectGuard, Origin, RedirectGuard, install_guard, origin_of
 
@@ -76,6 +77,11 @@ class HttpxWire(Wire[Any, Any]):
 
     def replayable(self, request: Any) -> bool:
         return isinstance(request.stream, self._module.ByteStream)
+
+    def resent(self, request: Any, count: int) -> None:
+        # OpenTelemetry's httpx instrumentation hands its request and response hooks the
+        # request's extensions, and reads no resend count itself: asapp_auth.otel's hooks do.
+        request.extensions[RESEND_EXTENSION] = count
 
     def challenges(self, response: Any) -> list[str]:
         return list(response.headers.get_list("www-authenticate"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from . import _telemetry
 from ._flight import Flight
 from ._logids import logged
 from ._ops import Login
@@ -55,6 +56,7 @@ class Logins(PipelineState):
                 self._drop_login,
                 expires=True,
             )
+            self._login.watch = _telemetry.watch_login(op.reason)
             return self._login, True, None, gone
 
     def _drop_login(self, flight: Flight[Customer]) -> None:
@@ -70,16 +72,18 @@ class Logins(PipelineState):
         except LoginRequiredError as exc:
             # The handler's own account of why the login failed (a refused or timed-out login):
             # the waiting requests get it as it is.
-            error = exc
+            error, outcome = exc, "failed"
         except Exception as exc:
             error = LoginRequiredError(
                 f"the on_login_required handler raised {type(exc).__name__}; "
                 "see the chained exception"
             )
             error.__cause__ = exc
+            outcome = "error"
         else:
             if taken:
                 return  # set_customer completes the flight
+            outcome = "declined" if taken is False else "unhandled"
             error = LoginRequiredError(
                 "the login was declined by the on_login_required handler"
                 if taken is False
@@ -87,6 +91,8 @@ class Logins(PipelineState):
                 "register one, or set the customer with load()/set_customer() first"
             )
         self._drop_login(flight)  # out of reach first, as in _run: a failure is never joined
+        if flight.watch is not None:
+            flight.watch.outcome = outcome
         flight.fail(error)
 
     def _login_sync(self, op: Login) -> Customer:

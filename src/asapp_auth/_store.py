@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import _telemetry
 from ._admit import admit
 from ._flight import Flight
 from ._hookcalls import HookCall
@@ -161,6 +162,8 @@ class ContextStore(PipelineState):
                     # Its answer went to the cache and to the callers still waiting; this
                     # request, held up by a provider it could not interrupt, says it was late.
                     raise answered_late(fetch.customer.id, took, self._provider_timeout)
+            else:
+                _telemetry.count("cache.coalesced_waits")
             entry = flight.wait()
             if not (rejected and _same(entry, fetch.stale)):
                 break
@@ -176,6 +179,8 @@ class ContextStore(PipelineState):
                 return current
             if leader:
                 spawn(self._run, flight, fetch, rejected, True, bounded=False)
+            else:
+                _telemetry.count("cache.coalesced_waits")
             entry = await flight.wait_async()
             if not (rejected and _same(entry, fetch.stale)):
                 break
@@ -229,7 +234,9 @@ class ContextStore(PipelineState):
             # Off an event loop, a bounded number of providers run at once (see _workers).
             with provider_slot(flight, busy) if in_thread else contextlib.nullcontext():
                 asked_at = time.monotonic()
-                context, plugin = self._ask(customer, refresh, previous, flight.deadline)
+                with _telemetry.provider_call(refresh) as call:
+                    context, plugin = self._ask(customer, refresh, previous, flight.deadline)
+                    call.plugin = plugin
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
                 late.append(took)
@@ -241,22 +248,26 @@ class ContextStore(PipelineState):
             return entry
 
         scope = None if self._shared is None else self._provider_id(customer)
+        reason = _telemetry.refresh_reason(ahead, rejected or refused is not None, stale is None)
         try:
-            if self._shared is not None and scope is not None:
-                entry = self._shared.coordinate(
-                    customer,
-                    provider=scope,
-                    stale=stale,
-                    renew=renew,
-                    rejected=rejected,
-                    produce=produce,
-                    adopt=adopt,
-                    deadline=flight.deadline,
-                )
-            else:
-                entry = produce(None if stale is None else stale.context)
+            _telemetry.count("refreshes", {_telemetry.REASON: reason})
+            with _telemetry.operation("refresh", {_telemetry.REASON: reason}):
+                if self._shared is not None and scope is not None:
+                    entry = self._shared.coordinate(
+                        customer,
+                        provider=scope,
+                        stale=stale,
+                        renew=renew,
+                        rejected=rejected,
+                        produce=produce,
+                        adopt=adopt,
+                        deadline=flight.deadline,
+                    )
+                else:
+                    entry = produce(None if stale is None else stale.context)
         except BaseException as exc:
             error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
+            _telemetry.fetch_failed(error)
             # Out of the table before its waiters learn the outcome: a request arriving
             # meanwhile starts a new flight rather than take this failure for its own.
             self._drop_flight(key, flight)

@@ -167,6 +167,10 @@ class Wire(Generic[Req, Resp]):
         """True when the request's body can be sent again (a retry after a refresh)."""
         raise NotImplementedError
 
+    def resent(self, request: Req, count: int) -> None:
+        """``request`` goes out again, for the ``count``-th time after its first: tell the
+        client's instrumentation (``http.request.resend_count``) where it can read it."""
+
     def status(self, response: Resp) -> int:
         return int(response.status_code)  # type: ignore[attr-defined]
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from . import _telemetry
 from .errors import ConfigurationError, RedirectBlockedError
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class _Guard:
                 _restore_cookies(headers, self._cookies)
             return
         if self._in_body and _has_body(headers):
+            _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "blocked"})
             raise RedirectBlockedError(
                 f"a redirect to {format_origin(origin)}, an origin not configured for this "
                 "pipeline, would carry the context merged into the request body; the request "
@@ -136,6 +138,7 @@ class _Guard:
             kept.append((name, value))
         if kept != list(headers):
             headers[:] = kept
+            _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "removed"})
             log.info("context removed from a redirect to %s", format_origin(origin))
 
 

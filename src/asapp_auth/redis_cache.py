@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from . import _telemetry
 from ._checks import seconds
 from ._hints import extra_hint
 from ._logids import logged
@@ -151,6 +152,8 @@ class RedisContextCache(MemoryContextCache):
     def _count(self, name: str) -> None:
         with self._state_lock:
             self._stats[name] += 1
+        if name == "adopted":
+            _telemetry.adopted()
 
     # -- the pipeline's side --------------------------------------------------------------------
 
@@ -192,14 +195,16 @@ class RedisContextCache(MemoryContextCache):
                 self._share(name, customer, stale, clock)
                 return self._front(adopt(stale.context, stale.plugin, stale.version))
             waited = False
-            while not self._locks.take(name, token, deadline, customer, seen(found)):
-                # Another process stored a newer context while this one waited: read it.
-                waited = True
-                found, clock = self._read(name, customer)
-                usable = self._usable(found, avoid, ours, adopt)
-                if usable is not None:
-                    self._count("waited")
-                    return self._front(usable)
+            with _telemetry.lock_wait() as wait:
+                while not self._locks.take(name, token, deadline, customer, seen(found)):
+                    # Another process stored a newer context while this one waited: read it.
+                    waited = True
+                    found, clock = self._read(name, customer)
+                    usable = self._usable(found, avoid, ours, adopt)
+                    if usable is not None:
+                        self._count("waited")
+                        wait.outcome = "newer_stored"
+                        return self._front(usable)
             try:
                 found, clock = self._read(name, customer)
                 usable = self._usable(found, avoid, ours, adopt)

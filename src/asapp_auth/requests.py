@@ -26,7 +26,7 @@ from requests.auth import AuthBase
 from requests.models import REDIRECT_STATI
 from urllib3.util import parse_url
 
-from . import _flow
+from . import _flow, _telemetry
 from ._wire import Wire, is_json, register_access, target_keys
 from .attach import Attachment
 from .classify import REFUSALS
@@ -237,6 +237,7 @@ class _Exchange:
         keeps_body = response.status_code in (307, 308)
         if attachment.in_body and keeps_body and request.body:
             response.close()
+            _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "blocked"})
             raise RedirectBlockedError(
                 f"a redirect to {format_origin(origin)}, an origin not configured for this "
                 "pipeline, would carry the context merged into the request body; the request "
@@ -244,6 +245,7 @@ class _Exchange:
             )
         self._auth.pipeline._attacher.detach(request, attachment)
         _drop_our_cookies(request, attachment)
+        _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "removed"})
         self._left = True
         return response
 

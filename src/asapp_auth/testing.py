@@ -4,7 +4,9 @@
   a valid bearer token; tokens can be issued, expired and revoked on demand; anonymous requests to
   protected paths are answered "login required". It records what it received.
 - ``RecordingProvider``: a context provider that issues platform tokens and records its calls.
-- ``LogSecretsGuard``: collects log records and fails when one holds a known secret.
+- ``LogSecretsGuard``: collects log records and fails when one holds a known secret (or when a
+  watched ``TelemetryCapture`` holds a secret or a customer id).
+- ``TelemetryCapture``: the spans and metrics the pipeline records, in memory (OpenTelemetry SDK).
 - ``RedisServer``: a throwaway ``redis-server`` on 127.0.0.1 (when one is installed), to test a
   fleet sharing ``asapp_auth.redis_cache.RedisContextCache``; ``RedisClusterServer``: a
   throwaway Redis Cluster of such servers (3 primaries, replicas if asked).
@@ -33,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from ._otel_capture import TelemetryCapture
 from ._redis_servers import RedisClusterServer, RedisServer
 from .context import AuthContext
 
@@ -44,6 +47,7 @@ __all__ = [
     "RecordingProvider",
     "RedisClusterServer",
     "RedisServer",
+    "TelemetryCapture",
     "fake_platform",
     "log_secrets_guard",
     "recording_provider",
@@ -214,6 +218,7 @@ class FakePlatform:
         with self._lock:
             self._tokens[token] = _Token(customer_id, time.monotonic() + life)
         LogSecretsGuard.known.add(token)
+        LogSecretsGuard.customers.add(customer_id)
         return token
 
     def context_for(self, customer_id: str, lifetime: float | None = None) -> AuthContext:
@@ -397,11 +402,15 @@ class LogSecretsGuard(logging.Handler):
     """
 
     known: set[str] = set()  # noqa: RUF012 - shared on purpose: every token issued in a test
+    # Every customer a token was issued for: logs may name them, telemetry never.
+    customers: set[str] = set()  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
         self.extra: set[str] = set()
+        # A TelemetryCapture whose spans and metric points are scanned too (``watch``).
+        self.telemetry: TelemetryCapture | None = None
         self._formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -418,7 +427,16 @@ class LogSecretsGuard(logging.Handler):
             for secret in secrets_:
                 if secret in text:
                     found.append(f"{record.name}: a secret appears in {record.getMessage()[:80]!r}")
+        if self.telemetry is not None:
+            ids = {c for c in self.customers if len(c) >= 4}
+            for text in self.telemetry.texts():
+                if any(s in text for s in secrets_ | ids):
+                    found.append(f"telemetry: a secret or customer id appears in {text[:80]!r}")
         return found
+
+    def watch(self, capture: TelemetryCapture) -> None:
+        """Scan what ``capture`` records too, for secrets and customer ids."""
+        self.telemetry = capture
 
     def check(self) -> None:
         leaks = self.leaks()
@@ -481,6 +499,7 @@ else:
     def log_secrets_guard() -> Iterator[LogSecretsGuard]:
         """Fails the test when a log record holds a token issued during it, or an added secret."""
         LogSecretsGuard.known.clear()
+        LogSecretsGuard.customers.clear()
         with LogSecretsGuard() as guard:
             yield guard
         guard.check()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from asapp_auth.errors import ProviderError
+from asapp_auth.otel import token_request
 
 from ._device import DEVICE_GRANT, DeviceCode, parse_device_code, poll, print_device_code
 from ._id_token import JWKS, validate_id_token
@@ -185,9 +186,10 @@ class Login:
     def _token_request(self, endpoint: str, form: dict[str, Any], scrub: list[str]) -> HTTPResult:
         headers: dict[str, str] = {}
         scrub = [*scrub, *self._provider._authenticate(form, headers, endpoint)]
-        return self._provider._transport.request(
-            "POST", endpoint, form=form, headers=headers, idempotent=False, secrets=scrub
-        )
+        with token_request("oauth2", form["grant_type"]):
+            return self._provider._transport.request(
+                "POST", endpoint, form=form, headers=headers, idempotent=False, secrets=scrub
+            )
 
     # -- who logged in --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ProviderError, ProviderTimeoutError
+from asapp_auth.otel import token_request
 
 from . import _secret_jwt as secret_jwt
 from ._cache import SlotBusy, TokenCache
@@ -548,7 +549,8 @@ class OAuth2Provider:
             )
 
         try:
-            result = send() if self._dpop is None else self._dpop.token_request(endpoint, send)
+            with token_request("oauth2", s.grant_type):
+                result = send() if self._dpop is None else self._dpop.token_request(endpoint, send)
         except InvalidGrantError as exc:
             if s.grant not in ("refresh_token", "token_exchange"):
                 raise
