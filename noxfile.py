@@ -97,6 +97,8 @@ def bench(session: nox.Session) -> None:
         "bench_dpop",
         # httpcore's and httpcore2's pools under hundreds of threads (encode/httpcore#1110).
         "bench_pool",
+        # The cached path without OpenTelemetry, with the API alone, and with an SDK.
+        "bench_otel",
     ):
         session.run("python", f"bench/{script}.py", *quick)
     # redis-server comes from the machine (dev.py test installs Debian's), not from pip.

@@ -58,6 +58,18 @@ def test_demo_behaves_with_each_provider(provider: str, capsys: pytest.CaptureFi
         assert secret_like not in out
 
 
+def test_demo_prints_the_metrics_its_steps_recorded(capsys: pytest.CaptureFixture[str]) -> None:
+    """--telemetry ends the demo with a table of what it recorded: hits, misses, refreshes."""
+    assert main(["demo", "--telemetry", "--concurrency", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "all 8 steps behaved" in out
+    table = out.split("recorded (OpenTelemetry, ", 1)[1]
+    for line in ("cache.hits ", "cache.misses ", "refreshes ", "reason=rejected", "logins "):
+        assert line in table
+    assert "alice" not in table
+    assert "bob" not in table
+
+
 @pytest.mark.parametrize("client", ["httpx-async", "httpx2", "httpx2-async", "requests", "aiohttp"])
 def test_demo_behaves_over_every_client(client: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--client runs every step through that client's adapter, and says which it used."""

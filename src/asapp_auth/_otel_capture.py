@@ -36,13 +36,16 @@ class TelemetryCapture:
         self.meter_provider = MeterProvider(metric_readers=[self._reader])
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self._exporter))
+        self._outer: tuple[Any, Any] | None = None
 
     def __enter__(self) -> TelemetryCapture:
+        self._outer = _telemetry.chosen()
         _telemetry.use(self.meter_provider, self.tracer_provider)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _telemetry.use()
+        # Back to what was recorded to before: an outer capture's providers, or the global ones.
+        _telemetry.use(*(self._outer or ()))
 
     def spans(self, name: str | None = None) -> list[Any]:
         """The finished spans (``ReadableSpan``), oldest first; only ``name``'s if given."""

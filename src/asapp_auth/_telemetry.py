@@ -233,6 +233,11 @@ def recorder() -> Recorder | None:
     return ACTIVE
 
 
+def chosen() -> tuple[Any, Any] | None:
+    """The providers ``use`` chose, or ``None`` while the global ones are used."""
+    return _chosen
+
+
 def use(meter_provider: Any = None, tracer_provider: Any = None) -> None:
     """Record to these providers rather than the global ones (tests, ``asapp-auth demo``);
     ``use()`` goes back to the global ones."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import __version__
 from ._any_client import KINDS as CLIENT_KINDS
+from ._demo_telemetry import missing_sdk
 from ._hints import PLUGIN_COMMANDS, did_you_mean
 from ._hookcalls import HookCall
 from .commands import CommandError, Commands
@@ -114,11 +115,17 @@ def _context(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     problem = missing_plugin(args.provider) or missing_client(args.client)
+    if problem is None and args.telemetry:
+        problem = missing_sdk()
     if problem is not None:
         print(f"asapp-auth: {problem}", file=sys.stderr)
         return 2
     return run_demo(
-        sys.stdout, concurrency=args.concurrency, provider=args.provider, client=args.client
+        sys.stdout,
+        concurrency=args.concurrency,
+        provider=args.provider,
+        client=args.client,
+        telemetry=args.telemetry,
     )
 
 
@@ -165,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="httpx",
         help="which HTTP client the app uses: httpx (the default), httpx-async, httpx2, "
         "httpx2-async, requests or aiohttp",
+    )
+    demo.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="print the OpenTelemetry metrics the steps recorded (needs opentelemetry-sdk)",
     )
     demo.set_defaults(run=_demo)
     check = sub.add_parser("check", help="validate a configuration file and report each problem")

@@ -27,6 +27,7 @@ from ._demo_backend import b64decode as _b64decode
 from ._demo_backend import check as _check
 from ._demo_backend import write_secret as _write_secret
 from ._demo_oauth2 import OAuth2Backend as _OAuth2
+from ._demo_telemetry import print_table, recording
 from ._hints import extra_hint
 from .customer import Customer
 from .errors import NoProviderError, TokenRejectedError
@@ -260,12 +261,27 @@ class _Steps:
         print(f"{self.number:>2}. {title:<46} {line}  ({took:.0f} ms)", file=self.out, flush=True)
 
 
-def run(out: TextIO, concurrency: int = 50, provider: str = "app", client: str = "httpx") -> int:
+def run(
+    out: TextIO,
+    concurrency: int = 50,
+    provider: str = "app",
+    client: str = "httpx",
+    telemetry: bool = False,
+) -> int:
     """Run every step with ``provider`` serving the customers, through a ``client`` of that kind
-    (``_any_client.KINDS``); 0 when all behaved, 1 otherwise.
+    (``_any_client.KINDS``); 0 when all behaved, 1 otherwise. With ``telemetry``, print the
+    metrics the steps recorded at the end (it needs the OpenTelemetry SDK).
 
     A plugin ``provider`` must be installed (see ``missing_plugin``), and so must the client.
     """
+    with recording(telemetry) as capture:
+        code = _run(out, concurrency, provider, client)
+    if capture is not None:
+        print_table(capture, out)
+    return code
+
+
+def _run(out: TextIO, concurrency: int, provider: str, client: str) -> int:
     backend_type = _BACKENDS[provider]
     info = None
     if backend_type.plugin is not None:
