@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from types import TracebackType
 from typing import Self
 
@@ -52,6 +53,14 @@ class Closing(PipelineState):
                 "deadline (timeout=%gs); it goes on in the background",
                 timeout,
             )
+
+    def _release(self, plugins: Collection[str]) -> None:
+        """Close and unregister ``plugins`` (registered names): the ones a pipeline had
+        configured when configuring the next one failed, so that no pipeline owns them."""
+        deadline = self._deadline(CLOSE_TIMEOUT)
+        self._notify("on_pipeline_closed", plugins, pipeline=self, deadline=deadline)
+        for name in plugins:
+            self._pm.unregister(name=name)
 
     @staticmethod
     def _deadline(timeout: float) -> float:

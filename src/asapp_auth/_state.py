@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import pluggy
@@ -96,10 +97,13 @@ class PipelineState:
             names.append(f"{name}={self._plugin_digests.get(name, '')}")
         return "plugins:" + ",".join(names) + "@" + ",".join(self.origins)
 
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        """Call every implementation of a notification hook; one failing stops no other."""
+    def _notify(self, hook: str, only: Collection[str] | None = None, **kwargs: Any) -> None:
+        """Call every implementation of a notification hook (only the plugins named ``only``,
+        when given); one failing stops no other."""
         call = HookCall(self._pm, hook, kwargs)
         for impl in call.impls:
+            if only is not None and impl.plugin_name not in only:
+                continue
             try:
                 call(impl)
             except Exception as exc:

@@ -90,10 +90,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _context(args: argparse.Namespace) -> int:
-    pipeline = AuthPipeline.from_config(args.config)
-    pipeline.load(args.customer)
-    context = pipeline.get_context(needs_refresh=args.refresh)
-    entry = pipeline.cached()
+    with AuthPipeline.from_config(args.config) as pipeline:
+        pipeline.load(args.customer)
+        context = pipeline.get_context(needs_refresh=args.refresh)
+        entry = pipeline.cached()
     assert context is not None
     assert entry is not None
     row = {

@@ -41,7 +41,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._checks import redis_url_problem
 from ._hints import unknown_setting
@@ -50,6 +50,9 @@ from .errors import AsappAuthError, ConfigurationError
 from .origins import parse_origins
 from .paths import relative_to
 from .plugins import discover, get_plugin_manager, load_plugin
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = ["Config", "check_config", "check_file", "find_config", "load_config"]
 
@@ -157,7 +160,8 @@ def check_config(path: str | Path | None = None) -> list[str]:
 
     The pipeline's settings are checked by building one (without plugins), and each plugin is
     configured and registered as a pipeline would do it, so a missing environment variable or
-    key file, or a misspelt hook, is found here too. Nothing is contacted over the network.
+    key file, or a misspelt hook, is found here too. Nothing is contacted over the network, and
+    the plugins built are released (``on_pipeline_closed``) before it returns.
     """
     try:
         return check_file(path)[1]
@@ -171,11 +175,16 @@ def check_file(path: str | Path | None = None) -> tuple[str, list[str]]:
     Raises ``ConfigurationError`` when there is no file to check: none found, unreadable, not
     UTF-8, not TOML, or a ``pyproject.toml`` without ``[tool.asapp-auth]``.
     """
+    from .pipeline import AuthPipeline  # noqa: PLC0415 - the pipeline reads this module
+
     config, problems = _parse(path)
     with relative_to(config.folder):
         if not problems:
             problems += _pipeline_problems(config)
-        problems += _plugin_problems(config)
+        # The plugins are built for real (an HTTP client, a worker thread): a pipeline of their
+        # own releases them when it closes, as an app's would.
+        with AuthPipeline((), plugin_manager=get_plugin_manager()) as holder:
+            problems += _plugin_problems(config, holder.plugin_manager)
     return config.source, problems
 
 
@@ -189,10 +198,10 @@ def _pipeline_problems(config: Config) -> list[str]:
     return []
 
 
-def _plugin_problems(config: Config) -> list[str]:
-    """Each configured plugin's problems, plugin by plugin in file order."""
+def _plugin_problems(config: Config, manager: pluggy.PluginManager) -> list[str]:
+    """Each configured plugin's problems, plugin by plugin in file order; the plugins that load
+    are registered on ``manager``."""
     installed = {info.name: info for info in discover()}
-    manager = get_plugin_manager()
     found: dict[str, list[str]] = {}
     # Registered in the pipeline's order (the reverse of the file's), reported in the file's.
     for name, settings in reversed(config.plugins.items()):

@@ -115,10 +115,11 @@ def on_pipeline_closed(pipeline: AuthPipeline, deadline: float) -> None:
 
     Called by the pipeline once per ``close()`` or ``aclose()`` (leaving ``with`` or ``async
     with`` calls them), in the thread that closes it; under ``aclose()`` in a worker thread,
-    never on the event loop. Finish pending work (queued revocations, say) by ``deadline``, a
-    ``time.monotonic()`` instant, then release, and refuse work that comes later. Every
-    implementation is called; return values are ignored. An exception is logged and stops no
-    other implementation.
+    never on the event loop. Also called for the plugins a pipeline had configured when the next
+    one failed to configure, and for the ones ``asapp-auth check`` built. Finish pending work
+    (queued revocations, say) by ``deadline``, a ``time.monotonic()`` instant, then release, and
+    refuse work that comes later. Every implementation is called; return values are ignored. An
+    exception is logged and stops no other implementation.
     """
 
 

@@ -186,11 +186,18 @@ class AuthPipeline(ContextStore, Logins, Closing, httpx.Auth):
         if not wanted:
             return
         installed = {info.name: info for info in discover()}
-        # pluggy asks the last registered first: register in reverse to ask in the given order.
-        for name, settings in reversed(wanted):
-            shown = json.dumps(settings, sort_keys=True, default=repr).encode()
-            self._plugin_digests[name] = hashlib.sha256(shown).hexdigest()[:16]
-            load_plugin(self._pm, name, settings, installed)
+        loaded: list[str] = []
+        try:
+            # pluggy asks the last registered first: register in reverse to ask in the given order.
+            for name, settings in reversed(wanted):
+                shown = json.dumps(settings, sort_keys=True, default=repr).encode()
+                self._plugin_digests[name] = hashlib.sha256(shown).hexdigest()[:16]
+                loaded.append(load_plugin(self._pm, name, settings, installed))
+        except BaseException:
+            # The app gets no pipeline to close: what the plugins built so far hold (an HTTP
+            # client, a worker thread) is released here.
+            self._release(loaded)
+            raise
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
