@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
+from interleave import PATIENCE, Held, Joins, join_provider_threads, run_threads
 
 from asapp_auth import AuthContext, AuthPipeline
 from asapp_auth.errors import ProviderError, ProviderTimeoutError
 from asapp_auth.testing import FakePlatform, RecordingProvider
 
 ORIGIN = "https://api.chat.example"
-
-
-class Slow:
-    """A provider that takes ``delay`` seconds and counts calls by needs_refresh."""
-
-    def __init__(self, delay: float = 0.05, lifetime: float | None = None) -> None:
-        self.delay = delay
-        self.lifetime = lifetime
-        self.calls: list[bool] = []
-        self.threads: set[int] = set()
-        self.lock = threading.Lock()
-
-    def __call__(self, needs_refresh: bool) -> AuthContext:
-        with self.lock:
-            self.calls.append(needs_refresh)
-            n = len(self.calls)
-            self.threads.add(threading.get_ident())
-        time.sleep(self.delay)
-        return AuthContext({"Auth": {"Token": f"t{n}"}}, expires_in=self.lifetime)
 
 
 def test_200_threads_on_an_expired_context_make_one_refresh(platform: FakePlatform) -> None:
@@ -43,9 +24,10 @@ def test_200_threads_on_an_expired_context_make_one_refresh(platform: FakePlatfo
     pipeline.load("alice", provider)
     barrier = threading.Barrier(200)
     results: list[Any] = []
-    # Keep-alive as large as the pool: httpcore 1.0.9's sync pool can otherwise close a connection
-    # it has handed to a waiting thread (encode/httpcore#1110), seen here as a ReadError.
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    # A connection per thread, kept alive: httpcore 1.0.9's sync pool can close a connection it
+    # has handed to a waiting thread (encode/httpcore#1110), seen here as a ReadError ("Bad file
+    # descriptor") even with keep-alive as large as a pool of 50.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     with httpx.Client(auth=pipeline, limits=limits, timeout=30) as client:
         client.get(f"{platform.url}/v1/account")
         platform.expire()
@@ -89,10 +71,12 @@ def test_1000_tasks_on_an_expired_context_make_one_refresh(platform: FakePlatfor
 
 def test_threads_and_tasks_on_several_loops_share_one_refresh() -> None:
     """Threads and tasks on two event loops waiting together share one provider call."""
-    provider = Slow(delay=0.3)
+    provider = Held()
     pipeline = AuthPipeline(origins=[ORIGIN])
     pipeline.load("alice", provider)
     pipeline.get_context()
+    provider.hold()  # the refresh runs until all 250 callers wait on it
+    joins = Joins(pipeline)
     tokens: list[str] = []
     lock = threading.Lock()
 
@@ -113,53 +97,54 @@ def test_threads_and_tasks_on_several_loops_share_one_refresh() -> None:
     workers += [threading.Thread(target=on_a_loop) for _ in range(2)]
     for worker in workers:
         worker.start()
-    for worker in workers:
-        worker.join()
+    try:
+        joins.wait(249)
+    finally:
+        provider.release()
+        for worker in workers:
+            worker.join(PATIENCE)
     assert len(tokens) == 250
     assert set(tokens) == {"t2"}
     assert provider.calls == [False, True]
 
 
 def test_async_provider_runs_off_the_event_loop() -> None:
-    """From asyncio, a blocking provider runs in a worker thread and the loop keeps ticking."""
-    provider = Slow(delay=0.3)
+    """From asyncio, a blocking provider runs in a worker thread while the loop runs on."""
+    provider = Held()
+    provider.hold()
     pipeline = AuthPipeline(origins=[ORIGIN])
     pipeline.load("alice", provider)
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
+    async def main() -> tuple[int, AuthContext | None]:
+        fetch = asyncio.ensure_future(pipeline.aget_context())
+        # Only a loop the provider does not block gets here, to release it.
+        assert await asyncio.to_thread(provider.entered.wait, PATIENCE)
+        provider.release()
+        return threading.get_ident(), await fetch
 
-    async def main() -> int:
-        task = asyncio.create_task(ticker())
-        await pipeline.aget_context()
-        task.cancel()
-        return threading.get_ident()
-
-    loop_thread = asyncio.run(main())
-    assert ticks >= 10
+    loop_thread, context = asyncio.run(main())
+    assert context is not None
+    assert context.token == "t1"
     assert loop_thread not in provider.threads
 
 
 def test_cancelled_tasks_leave_nothing_locked() -> None:
     """Cancelling waiting tasks, the first one included, leaves the others their result."""
-    provider = Slow(delay=0.3)
+    provider = Held()
+    provider.hold()
     pipeline = AuthPipeline(origins=[ORIGIN])
     pipeline.load("alice", provider)
+    joins = Joins(pipeline)
 
     async def main() -> tuple[list[Any], AuthContext | None]:
         tasks = [asyncio.create_task(pipeline.aget_context()) for _ in range(100)]
-        await asyncio.sleep(0.05)
-        for task in tasks[::2]:  # the first task, which started the refresh, among them
+        await joins.joined(99)  # the first task started the refresh, the others wait on it
+        for task in tasks[::2]:  # the first task among them
             task.cancel()
+        provider.release()
         done = await asyncio.gather(*tasks, return_exceptions=True)
-        # Nothing is left in flight or locked: a new call is served at once from the cache.
-        started = time.monotonic()
-        again = await asyncio.wait_for(pipeline.aget_context(), 0.1)
-        assert time.monotonic() - started < 0.05
+        # Nothing is left in flight or locked: a new call is served from the cache.
+        again = await asyncio.wait_for(pipeline.aget_context(), PATIENCE)
         return done, again
 
     done, again = asyncio.run(main())
@@ -176,9 +161,16 @@ def test_cancelled_tasks_leave_nothing_locked() -> None:
 
 def test_cancelling_a_request_mid_refresh(platform: FakePlatform) -> None:
     """A request task cancelled while its refresh runs neither breaks others nor the next call."""
-    provider = RecordingProvider(platform, "alice", delay=0.3)
+    provider = RecordingProvider(platform, "alice")
+    go = threading.Event()
+
+    def held(needs_refresh: bool) -> AuthContext:
+        go.wait(PATIENCE)
+        return provider(needs_refresh)
+
     pipeline = AuthPipeline(origins=[platform.origin])
-    pipeline.load("alice", provider)
+    pipeline.load("alice", held)
+    joins = Joins(pipeline)
 
     async def main() -> tuple[int, list[Any]]:
         async with httpx.AsyncClient(auth=pipeline) as client:
@@ -186,8 +178,11 @@ def test_cancelling_a_request_mid_refresh(platform: FakePlatform) -> None:
             others = [
                 asyncio.create_task(client.get(f"{platform.url}/v1/account")) for _ in range(20)
             ]
-            await asyncio.sleep(0.05)
-            doomed.cancel()
+            try:
+                await joins.joined(20)  # one of the 21 fetches, the others wait on it
+                doomed.cancel()  # its wake-up is queued before any answer can be
+            finally:
+                go.set()
             results = await asyncio.gather(*others)
             with pytest.raises(asyncio.CancelledError):
                 await doomed
@@ -216,23 +211,10 @@ def test_one_pipeline_across_repeated_asyncio_runs(platform: FakePlatform) -> No
     assert provider.calls == [False, True, True]
 
 
-def _eventually(condition: Any, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_async_waiters_time_out_on_a_hung_provider() -> None:
     """Tasks waiting on a provider that hangs get ProviderTimeoutError at provider_timeout."""
-    release = threading.Event()
-
-    def hung(needs_refresh: bool) -> dict[str, Any]:
-        release.wait(5)
-        return {"Auth": {"Token": "late"}}
-
+    hung = Held()
+    hung.hold()  # released only once every task has its outcome
     pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=0.2)
     pipeline.load("alice", hung)
 
@@ -241,32 +223,25 @@ def test_async_waiters_time_out_on_a_hung_provider() -> None:
             *(pipeline.aget_context() for _ in range(100)), return_exceptions=True
         )
 
-    started = time.monotonic()
-    outcomes = asyncio.run(main())
-    assert time.monotonic() - started < 1.0
-    assert all(isinstance(o, ProviderTimeoutError) for o in outcomes)
-    release.set()
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        hung.release()
+    assert all(isinstance(o, ProviderTimeoutError) for o in outcomes), outcomes[:3]
     # The late answer is kept (a provider may have spent a refresh token for it): the next
     # request is served without asking again.
-    assert _eventually(lambda: pipeline.cached() is not None)
-    assert pipeline.get_context().token == "late"  # type: ignore[union-attr]
+    join_provider_threads()
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    assert hung.calls == [False]
 
 
 def test_a_failed_refresh_raises_to_every_waiter_and_the_next_call_retries() -> None:
     """Every waiter of a failed provider call gets the error; the next call asks again."""
-    state = {"fail": True, "calls": 0}
-    lock = threading.Lock()
-
-    def provider(needs_refresh: bool) -> dict[str, Any]:
-        with lock:
-            state["calls"] += 1
-        time.sleep(0.1)
-        if state["fail"]:
-            raise RuntimeError("down")
-        return {"Auth": {"Token": "ok"}}
-
+    provider = Held(fail=RuntimeError("down"))
+    provider.hold()  # fails only once all 50 callers wait on it
     pipeline = AuthPipeline(origins=[ORIGIN])
     pipeline.load("alice", provider)
+    joins = Joins(pipeline)
     errors: list[BaseException] = []
 
     def worker() -> None:
@@ -275,16 +250,21 @@ def test_a_failed_refresh_raises_to_every_waiter_and_the_next_call_retries() -> 
         except ProviderError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def release_once_joined() -> None:
+        try:
+            joins.wait(49)
+        finally:
+            provider.release()
+
+    releasing = threading.Thread(target=release_once_joined)
+    releasing.start()
+    run_threads(worker, 50)
+    releasing.join(PATIENCE)
     assert len(errors) == 50
-    assert state["calls"] == 1
-    state["fail"] = False
-    assert pipeline.get_context().token == "ok"  # type: ignore[union-attr]
-    assert state["calls"] == 2
+    assert provider.calls == [False]
+    provider.fail = None
+    assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
+    assert provider.calls == [False, False]
 
 
 def test_no_request_after_a_switch_carries_the_old_customer(platform: FakePlatform) -> None:
@@ -293,44 +273,66 @@ def test_no_request_after_a_switch_carries_the_old_customer(platform: FakePlatfo
     pipeline.load("alice", RecordingProvider(platform, "alice", delay=0.01))
     switched = threading.Event()
     stop = threading.Event()
+    # Every worker has made two requests before the switch, and two begun after it, before
+    # the test stops them; they keep requesting while set_customer runs.
+    before, after = threading.Barrier(17), threading.Barrier(17)
     wrong: list[Any] = []
     seen_after: list[str] = []
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)  # httpcore#1110
 
-    with httpx.Client(auth=pipeline, limits=httpx.Limits(max_connections=20)) as client:
+    with httpx.Client(auth=pipeline, limits=limits) as client:
 
         def worker() -> None:
+            made = made_after = 0
             while not stop.is_set():
-                after = switched.is_set()
+                was_after = switched.is_set()
                 customer = client.get(f"{platform.url}/v1/account").json().get("customer")
-                if after:
+                made += 1
+                if made == 2:
+                    before.wait(PATIENCE)
+                if was_after:
                     seen_after.append(customer)
                     if customer != "bob":
                         wrong.append(customer)
+                    made_after += 1
+                    if made_after == 2:
+                        after.wait(PATIENCE)
 
         threads = [threading.Thread(target=worker) for _ in range(16)]
         for thread in threads:
             thread.start()
-        time.sleep(0.2)
-        pipeline.set_customer("bob", RecordingProvider(platform, "bob", delay=0.05))
-        switched.set()
-        time.sleep(0.4)
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert seen_after
+        try:
+            before.wait(PATIENCE)
+            pipeline.set_customer("bob", RecordingProvider(platform, "bob", delay=0.05))
+            switched.set()
+            after.wait(PATIENCE)
+        except BaseException:
+            before.abort()  # (aborting a barrier that tripped could fail its waking parties)
+            after.abort()
+            raise
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(PATIENCE)
+    assert len(seen_after) >= 32
     assert wrong == []
 
 
 def test_clear_racing_with_a_refresh_caches_nothing_for_the_old_customer() -> None:
     """A refresh that finishes after its customer was cleared is not cached."""
-    provider = Slow(delay=0.2)
+    provider = Held()
+    provider.hold()
     pipeline = AuthPipeline(origins=[ORIGIN])
     pipeline.load("alice", provider)
     customer = pipeline.customer
     worker = threading.Thread(target=pipeline.get_context)
     worker.start()
-    time.sleep(0.05)
-    pipeline.clear()
-    worker.join()
+    try:
+        assert provider.entered.wait(PATIENCE)  # the refresh is under way
+        pipeline.clear()
+    finally:
+        provider.release()
+        worker.join(PATIENCE)
+    assert provider.calls == [False]
     assert customer is not None
     assert pipeline._cache.get(customer.cache_key) is None

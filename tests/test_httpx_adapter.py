@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from interleave import PATIENCE
 
 from asapp_auth import (
     AuthContext,
@@ -133,12 +133,12 @@ def test_request_rejected_with_an_older_context_retries_without_refreshing(
     provider = RecordingProvider(platform, "alice")
     pipeline.load("alice", provider)
     pipeline.get_context()
-    received = threading.Event()
+    received, refreshed = threading.Event(), threading.Event()
 
     def slow(exchange: Exchange) -> None:
         # Checks the token only after the app has refreshed it elsewhere.
         received.set()
-        time.sleep(0.3)
+        refreshed.wait(PATIENCE)
         if platform.customer_of(exchange.token) is None:
             exchange.answer(401, None, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         else:
@@ -151,10 +151,13 @@ def test_request_rejected_with_an_older_context_retries_without_refreshing(
             target=lambda: result.append(client.get(f"{platform.url}/v1/slow").status_code)
         )
         worker.start()
-        assert received.wait(2)
-        platform.expire(provider.tokens[0])
-        pipeline.get_context(needs_refresh=True)  # another caller refreshed meanwhile
-        worker.join()
+        try:
+            assert received.wait(PATIENCE)
+            platform.expire(provider.tokens[0])
+            pipeline.get_context(needs_refresh=True)  # another caller refreshed meanwhile
+        finally:
+            refreshed.set()
+            worker.join(PATIENCE)
     assert result == [200]
     assert provider.calls == [False, True]  # the older rejection caused no third call
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
+from interleave import PATIENCE, Clock, Held, join_provider_threads
 
 from asapp_auth import AuthContext, AuthPipeline, MemoryContextCache, hookimpl
 from asapp_auth.errors import (
@@ -23,21 +23,36 @@ ORIGIN = "https://api.chat.example"
 
 
 class Counter:
-    """A provider that counts its calls and hands out numbered tokens."""
+    """A provider that counts its calls and hands out numbered tokens; with a ``clock``, each
+    call takes ``delay`` seconds on it."""
 
-    def __init__(self, lifetime: float | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lifetime: float | None = None,
+        delay: float = 0.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.calls: list[bool] = []
         self.lifetime = lifetime
         self.delay = delay
+        self.clock = clock
         self.lock = threading.Lock()
 
     def __call__(self, needs_refresh: bool) -> AuthContext:
         with self.lock:
             self.calls.append(needs_refresh)
             n = len(self.calls)
-        if self.delay:
-            time.sleep(self.delay)
+        if self.clock is not None:
+            self.clock.advance(self.delay)
         return AuthContext({"Auth": {"Token": f"t{n}"}}, expires_in=self.lifetime)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock the store reads expiry times on, moved only by the test."""
+    clock = Clock()
+    monkeypatch.setattr("asapp_auth._store.time", clock)
+    return clock
 
 
 def test_anonymous_by_default_and_after_clear() -> None:
@@ -75,48 +90,57 @@ def test_context_is_cached_until_refresh_is_asked() -> None:
     assert provider.calls == [False, True]
 
 
-def test_expired_context_is_refetched_with_needs_refresh() -> None:
+def test_expired_context_is_refetched_with_needs_refresh(clock: Clock) -> None:
     """Past its expiry (minus the margin), a context is fetched again with needs_refresh=True."""
-    provider = Counter(lifetime=0.3)
-    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0.1, refresh_ahead=0)
+    provider = Counter(lifetime=300)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=100, refresh_ahead=0)
     pipeline.load("alice", provider)
     assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
-    time.sleep(0.32)  # margin is capped at a tenth of the lifetime: expired at 0.27 s
+    clock.advance(269.5)  # the margin is capped at a tenth of the lifetime: expired at 270 s
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    clock.advance(0.5)
     assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
     assert provider.calls == [False, True]
 
 
-def test_expiry_counts_from_when_the_provider_was_asked() -> None:
+def test_expiry_counts_from_when_the_provider_was_asked(clock: Clock) -> None:
     """A slow provider's lifetime is counted from the call, not from its answer."""
-    provider = Counter(lifetime=0.5, delay=0.3)
-    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0)
+    provider = Counter(lifetime=50, delay=30, clock=clock)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0, provider_timeout=60)
     pipeline.load("alice", provider)
     pipeline.get_context()
-    time.sleep(0.25)  # 0.55 s after the provider was asked, 0.25 s after it answered
+    clock.advance(25)  # 55 s after the provider was asked, 25 s after it answered
+    provider.delay = 0
     pipeline.get_context()
     assert provider.calls == [False, True]
 
 
-def test_refresh_ahead_serves_the_valid_context_while_one_caller_refreshes() -> None:
+def test_refresh_ahead_serves_the_valid_context_while_one_caller_refreshes(
+    clock: Clock,
+) -> None:
     """In the refresh-ahead window the old context is served at once and refreshed once."""
-    provider = Counter(lifetime=1.0)
-    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0.6)
+    provider = Held(lifetime=100)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=60)
     pipeline.load("alice", provider)
     pipeline.get_context()
-    provider.delay = 0.3
-    time.sleep(0.8)  # refresh_ahead is capped at a quarter of the lifetime: window from 0.75 s
-    started = time.monotonic()
+    provider.hold()  # the refresh ahead runs until released: nobody may wait for it
+    clock.advance(74.5)  # refresh_ahead is capped at a quarter of the lifetime: window from 75 s
+    assert pipeline.get_context().token == "t1"  # type: ignore[union-attr]
+    assert provider.calls == [False]
+    clock.advance(0.5)
     tokens = {pipeline.get_context().token for _ in range(50)}  # type: ignore[union-attr]
-    assert time.monotonic() - started < 0.2  # nobody waited for the slow refresh
-    assert tokens == {"t1"}
-    deadline = time.monotonic() + 2
-    while pipeline.get_context().token != "t2" and time.monotonic() < deadline:  # type: ignore[union-attr]
-        time.sleep(0.01)
+    assert provider.entered.wait(PATIENCE)  # the refresh ahead is under way, held ...
+    tokens |= {pipeline.get_context().token for _ in range(50)}  # type: ignore[union-attr]
+    assert tokens == {"t1"}  # ... and every caller got the valid context without waiting
+    provider.release()
+    join_provider_threads()
     assert pipeline.get_context().token == "t2"  # type: ignore[union-attr]
     assert provider.calls == [False, True]
 
 
-def test_failed_refresh_ahead_keeps_serving_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_refresh_ahead_keeps_serving_and_logs_once(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
     """A failed early refresh leaves the valid context in use and is logged once."""
     state = {"fail": False, "n": 0}
 
@@ -124,17 +148,19 @@ def test_failed_refresh_ahead_keeps_serving_and_logs_once(caplog: pytest.LogCapt
         state["n"] += 1
         if state["fail"]:
             raise RuntimeError("token service down")
-        return AuthContext({"Auth": {"Token": "first"}}, expires_in=1.0)
+        return AuthContext({"Auth": {"Token": "first"}}, expires_in=100)
 
-    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=0.5)
+    pipeline = AuthPipeline(origins=[ORIGIN], expiry_margin=0, refresh_ahead=50)
     pipeline.load("alice", provider)
     pipeline.get_context()
     state["fail"] = True
-    time.sleep(0.8)
+    clock.advance(80)  # in the refresh-ahead window, from 75 s
     with caplog.at_level(logging.WARNING, logger="asapp_auth"):
+        assert pipeline.get_context().token == "first"  # type: ignore[union-attr]
+        join_provider_threads()  # the refresh ahead has failed
         for _ in range(20):
             assert pipeline.get_context().token == "first"  # type: ignore[union-attr]
-            time.sleep(0.005)
+        join_provider_threads()
     warnings = [r for r in caplog.records if "ahead of its expiry failed" in r.getMessage()]
     assert len(warnings) == 1
     assert state["n"] == 2
@@ -216,11 +242,13 @@ def test_a_plugin_returning_a_coroutine_is_reported_by_name() -> None:
         pipeline.get_context()
 
 
-def test_slow_sync_provider_times_out_and_its_answer_is_kept_for_the_next_request() -> None:
+def test_slow_sync_provider_times_out_and_its_answer_is_kept_for_the_next_request(
+    clock: Clock,
+) -> None:
     """A provider answering after provider_timeout gives ProviderTimeoutError to the request that
     waited; its answer (which may have cost a rotated refresh token) serves the next one."""
-    provider = Counter(delay=0.3)
-    pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=0.1)
+    provider = Counter(delay=30.5, clock=clock)
+    pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=30)
     pipeline.load("alice", provider)
     with pytest.raises(ProviderTimeoutError, match="kept for the next requests"):
         pipeline.get_context()
@@ -229,13 +257,9 @@ def test_slow_sync_provider_times_out_and_its_answer_is_kept_for_the_next_reques
 
 
 def test_waiters_time_out_while_a_sync_provider_hangs() -> None:
-    """Threads waiting on a hung provider give up at provider_timeout, not later."""
-    release = threading.Event()
-
-    def hung(needs_refresh: bool) -> dict[str, Any]:
-        release.wait(5)
-        return {"Auth": {"Token": "late"}}
-
+    """Threads waiting on a hung provider give up at provider_timeout, while it still hangs."""
+    hung = Held()
+    hung.hold()
     pipeline = AuthPipeline(origins=[ORIGIN], provider_timeout=0.2)
     pipeline.load("alice", hung)
     outcome: list[BaseException] = []
@@ -248,14 +272,17 @@ def test_waiters_time_out_while_a_sync_provider_hangs() -> None:
 
     leader = threading.Thread(target=lead)
     leader.start()
-    time.sleep(0.05)
-    started = time.monotonic()
-    with pytest.raises(ProviderTimeoutError):
-        pipeline.get_context()
-    assert time.monotonic() - started < 0.5
-    release.set()
-    leader.join()
+    try:
+        assert hung.entered.wait(PATIENCE)
+        # Released only once this wait has ended: a waiter that outlived provider_timeout would
+        # wait PATIENCE and get the provider's failure instead.
+        with pytest.raises(ProviderTimeoutError, match="the provider call goes on"):
+            pipeline.get_context()
+    finally:
+        hung.release()
+        leader.join(PATIENCE)
     assert len(outcome) == 1
+    assert hung.calls == [False]
 
 
 def test_switching_customers_drops_the_old_context() -> None:
@@ -328,7 +355,10 @@ def test_for_customer_shares_plugins_and_cache_per_customer() -> None:
         ({"origins": [ORIGIN], "provider_timeout": 0}, "provider_timeout"),
         ({"origins": [ORIGIN], "expiry_margin": -1}, "expiry_margin"),
         ({"origins": [ORIGIN], "refresh_ahead": float("nan")}, "refresh_ahead"),
-        ({"origins": [ORIGIN], "refresh_ahead_fraction": 1.5}, "refresh_ahead_fraction"),
+        (
+            {"origins": [ORIGIN], "refresh_ahead_fraction": 1.5},
+            "refresh_ahead_fraction",
+        ),
         ({"origins": [ORIGIN], "cache_size": 0}, "maxsize"),
         ({"origins": [ORIGIN], "cache": {}}, "ContextCache"),
         ({"origins": [ORIGIN], "attach": 42}, "attach"),

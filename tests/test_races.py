@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import types
 from typing import Any
 
 import httpx
 import pytest
+from interleave import PATIENCE, Clock, Joins, join_provider_threads
 
 from asapp_auth import AuthContext, AuthPipeline, Customer, hookimpl
 from asapp_auth.errors import ConfigurationError, LoginRequiredError
-from asapp_auth.testing import FakePlatform
+from asapp_auth.testing import Exchange, FakePlatform
 
 
 class SetsBob:
@@ -33,15 +35,52 @@ class SetsBob:
 
 
 def tokens(
-    platform: FakePlatform, name: str, calls: list[tuple[str, bool]], delay: float = 0
+    platform: FakePlatform,
+    name: str,
+    calls: list[tuple[str, bool]],
+    held: tuple[threading.Event, threading.Event] | None = None,
 ) -> Any:
+    """A provider of ``name``'s tokens; with ``held`` (entered, go), a refresh sets ``entered``
+    and waits for ``go``."""
+
     def provider(needs_refresh: bool) -> dict[str, Any]:
         calls.append((name, needs_refresh))
-        if needs_refresh and delay:
-            time.sleep(delay)
+        if needs_refresh and held is not None:
+            held[0].set()
+            held[1].wait(PATIENCE)
         return {"Auth": {"Token": platform.issue_token(name)}}
 
     return provider
+
+
+def held_until(platform: FakePlatform, path: str) -> tuple[threading.Event, threading.Event]:
+    """Route ``path`` to answer as ``/v1/account`` does, but only once ``go`` is set; the
+    route sets ``received`` when a request arrives. Returns (received, go)."""
+    received, go = threading.Event(), threading.Event()
+
+    def held(exchange: Exchange) -> None:
+        received.set()
+        go.wait(PATIENCE)
+        customer = platform.customer_of(exchange.token)
+        if customer is None:
+            exchange.answer(401, None, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        else:
+            exchange.answer(200, {"customer": customer})
+
+    platform.route(path, held)
+    return received, go
+
+
+def once(event: threading.Event, then: Any, *args: Any) -> threading.Thread:
+    """A started thread that runs ``then(*args)`` once ``event`` is set."""
+
+    def run() -> None:
+        assert event.wait(PATIENCE)
+        then(*args)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def test_after_a_session_gone_login_the_request_goes_on_as_the_new_customer(
@@ -54,15 +93,17 @@ def test_after_a_session_gone_login_the_request_goes_on_as_the_new_customer(
         calls.append(("alice", needs_refresh))
         if needs_refresh:
             raise LoginRequiredError("refresh token revoked")
-        # Still valid at the platform, but past the pipeline's own expiry.
-        return AuthContext({"Auth": {"Token": platform.issue_token("alice")}}, expires_in=0.2)
+        return AuthContext({"Auth": {"Token": platform.issue_token("alice")}}, expires_in=60)
 
-    pipeline = AuthPipeline(origins=[platform.origin], expiry_margin=0.1, refresh_ahead=0)
+    pipeline = AuthPipeline(origins=[platform.origin], refresh_ahead=0)
     pipeline.register(SetsBob(pipeline, tokens(platform, "bob", calls)))
     pipeline.load("alice", alice)
     with httpx.Client(auth=pipeline) as client:
         client.get(f"{platform.url}/v1/account")
-        time.sleep(0.2)
+        entry = pipeline.cached()
+        assert entry is not None
+        # Expired by the pipeline's clock; the platform still takes the token.
+        entry.expires_at = entry.valid_until = 0.0
         assert client.get(f"{platform.url}/v1/account").json() == {"customer": "bob"}
     assert calls == [("alice", False), ("alice", True), ("bob", False)]
 
@@ -72,36 +113,51 @@ def test_a_rejected_request_retried_after_a_switch_goes_as_the_new_customer(
 ) -> None:
     """A switch during the refresh of a rejected request: the retry is the new customer's."""
     calls: list[tuple[str, bool]] = []
-    alice = tokens(platform, "alice", calls, delay=0.3)
+    entered, go = threading.Event(), threading.Event()
+    alice = tokens(platform, "alice", calls, (entered, go))
     pipeline = AuthPipeline(origins=[platform.origin])
     pipeline.load("alice", alice)
+
+    def switch() -> None:
+        pipeline.set_customer("bob", tokens(platform, "bob", calls))
+        go.set()  # alice's refresh returns only after the switch
+
     with httpx.Client(auth=pipeline) as client:
         client.get(f"{platform.url}/v1/account")
         platform.expire()
-        switch = threading.Timer(
-            0.1, pipeline.set_customer, ("bob", tokens(platform, "bob", calls))
-        )
-        switch.start()
-        answer = client.get(f"{platform.url}/v1/account").json()
-        switch.join()
+        switching = once(entered, switch)  # while alice's refresh runs
+        try:
+            answer = client.get(f"{platform.url}/v1/account").json()
+        finally:
+            go.set()
+            switching.join(PATIENCE)
     assert answer == {"customer": "bob"}
+    assert calls == [("alice", False), ("alice", True), ("bob", False)]
     assert pipeline._cache.get(("alice", id(alice))) is None  # the orphaned refresh is not kept
 
 
 def test_a_rejection_arriving_after_clear_asks_no_provider_and_caches_nothing() -> None:
     """A 401 that arrives after clear() calls no provider of the cleared customer."""
     calls: list[tuple[str, bool]] = []
-    with FakePlatform(latency=0.3) as platform:
+    with FakePlatform() as platform:
+        received, go = held_until(platform, "/v1/held")
         pipeline = AuthPipeline(origins=[platform.origin], login_timeout=0)
         pipeline.load("alice", tokens(platform, "alice", calls))
+
+        def clear() -> None:
+            pipeline.clear()
+            go.set()  # the platform's 401 comes only after the clear
+
         with httpx.Client(auth=pipeline) as client:
             client.get(f"{platform.url}/v1/account")
             platform.expire()
-            clear = threading.Timer(0.1, pipeline.clear)
-            clear.start()
-            with pytest.raises(LoginRequiredError):
-                client.get(f"{platform.url}/v1/account")
-            clear.join()
+            clearing = once(received, clear)  # while the request is at the platform
+            try:
+                with pytest.raises(LoginRequiredError):
+                    client.get(f"{platform.url}/v1/held")
+            finally:
+                go.set()
+                clearing.join(PATIENCE)
     assert calls == [("alice", False)]
     assert len(pipeline._cache) == 0  # type: ignore[arg-type]
 
@@ -123,16 +179,7 @@ def test_a_refresh_ahead_past_its_timeout_is_joined_at_expiry_not_doubled(
     pipeline = AuthPipeline(origins=[platform.origin], provider_timeout=5)
     pipeline.load("alice", provider)
     key = pipeline.customer.cache_key  # type: ignore[union-attr]
-    joined = threading.Event()
-    claim = pipeline._claim
-
-    def claim_and_tell(*args: Any, **kwargs: Any) -> Any:
-        flight, leader, current = claim(*args, **kwargs)
-        if flight is not None and not leader:
-            joined.set()
-        return flight, leader, current
-
-    pipeline._claim = claim_and_tell  # type: ignore[method-assign]
+    joins = Joins(pipeline)
     answers: list[Any] = []
     with httpx.Client(auth=pipeline) as client:
         client.get(f"{platform.url}/v1/account")
@@ -147,9 +194,9 @@ def test_a_refresh_ahead_past_its_timeout_is_joined_at_expiry_not_doubled(
             target=lambda: answers.append(client.get(f"{platform.url}/v1/account").json())
         )
         request.start()
-        joined.wait(10)
+        joins.wait(1)
         release.set()
-        request.join()
+        request.join(PATIENCE)
     assert answers == [{"customer": "alice"}]
     assert count[0] == 2
 
@@ -176,9 +223,7 @@ def test_on_customer_cleared_for_a_gone_session_runs_off_the_event_loop(
             return (await client.get(f"{platform.url}/v1/account")).json()
 
     assert asyncio.run(main()) == {"customer": "bob"}
-    deadline = time.monotonic() + 2
-    while not handler.cleared_in and time.monotonic() < deadline:
-        time.sleep(0.01)
+    join_provider_threads()  # the worker thread that clears alice has ended
     assert handler.cleared_in
     assert handler.cleared_in[0] != threading.main_thread().name
 
@@ -244,7 +289,10 @@ def test_header_values_with_edge_white_space_are_refused_without_quoting_them() 
     """A token or header value with white space at an end is refused, value unquoted."""
     from asapp_auth.errors import InvalidContextError
 
-    for data in ({"Auth": {"Token": "t-s3cr3t "}}, {"Auth": {"Headers": {"X-K": " v-s3cr3t"}}}):
+    for data in (
+        {"Auth": {"Token": "t-s3cr3t "}},
+        {"Auth": {"Headers": {"X-K": " v-s3cr3t"}}},
+    ):
         with pytest.raises(InvalidContextError) as caught:
             AuthContext(data)
         assert "s3cr3t" not in str(caught.value)
@@ -285,13 +333,19 @@ def test_contexts_that_are_not_json_are_refused_when_returned() -> None:
         AuthContext({"Auth": {"Token": "t"}, "Extra": datetime.date.today()})
 
 
-def test_a_context_returned_again_is_served_only_for_what_is_left_of_it() -> None:
+def test_a_context_returned_again_is_served_only_for_what_is_left_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A provider returning a context it made earlier gets only its remaining lifetime."""
     made = AuthContext({"Auth": {"Token": "t"}}, expires_in=100)
-    time.sleep(0.5)
-    pipeline = AuthPipeline(origins=["https://a.example"], expiry_margin=0)
+    clock = Clock()
+    monkeypatch.setattr("asapp_auth._store.time", clock)
+    wall = time.time
+    # 60 s later by the wall clock, which a context's own expiry is counted on.
+    monkeypatch.setattr("asapp_auth.context.time", types.SimpleNamespace(time=lambda: wall() + 60))
+    pipeline = AuthPipeline(origins=["https://a.example"], expiry_margin=0, refresh_ahead=0)
     pipeline.load("alice", lambda r: made)
     pipeline.get_context()
-    entry = pipeline._cache.get(pipeline.customer.cache_key)  # type: ignore[union-attr]
+    entry = pipeline.cached()
     assert entry is not None
-    assert entry.expires_at - time.monotonic() < 99.6
+    assert clock.now + 39 < entry.expires_at <= clock.now + 40  # not the 100 s it began with

@@ -46,11 +46,10 @@ def _join_provider_threads() -> None:
         thread.join(PATIENCE)
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Hand the loop to other tasks until ``condition()`` holds (within PATIENCE)."""
-    async with asyncio.timeout(PATIENCE):
-        while not condition():
-            await asyncio.sleep(0.001)
+async def _until(wait: Callable[..., bool]) -> None:
+    """Run the loop's other tasks until ``wait(timeout)`` (an event's, a semaphore's) returns
+    true, within PATIENCE: a thread waits on it meanwhile."""
+    assert await asyncio.to_thread(wait, timeout=PATIENCE)
 
 
 def _tell_joins(pipeline: AuthPipeline) -> threading.Semaphore:
@@ -86,7 +85,7 @@ def test_async_requests_after_a_timeout_wait_on_the_call_in_flight() -> None:
         assert joins.acquire(blocking=False)
         assert joins.acquire(blocking=False)
         late = asyncio.ensure_future(pipeline.aget_context())
-        await _until(lambda: joins.acquire(blocking=False))  # this one waits on it too
+        await _until(joins.acquire)  # this one waits on it too
         provider.release.set()
         return timeouts, await late
 
@@ -146,7 +145,7 @@ def test_when_every_provider_thread_is_taken_a_request_gets_a_timeout_saying_so(
         tasks = [asyncio.ensure_future(c.aget_context()) for c in customers]
         try:
             for provider in stuck:
-                await _until(provider.entered.is_set)
+                await _until(provider.entered.wait)
             with pytest.raises(ProviderTimeoutError) as caught:
                 await other.aget_context()
             return caught.value
