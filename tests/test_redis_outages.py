@@ -3,15 +3,16 @@ load, and one warning per outage. (A cluster's shard down and failovers: test_re
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
-from redis_helpers import Minter, Target
+from redis_helpers import Minter, Target, cut_off
 
-from asapp_auth import AuthPipeline
+from asapp_auth import AuthContext, AuthPipeline, CachedContext
 from asapp_auth.redis_cache import RedisContextCache
 from asapp_auth.sealing import generate_key
 from asapp_auth.testing import FakePlatform, RedisServer
@@ -125,3 +126,43 @@ def test_an_outage_warns_once_and_its_end_once(
         cache.close()
     finally:
         server.close()
+
+
+def test_a_refresh_asked_for_a_copy_this_process_already_replaced_asks_no_provider(
+    platform: FakePlatform, target: Target, namespace: str
+) -> None:
+    """With Redis (or the customer's shard) down, a refresh asked for a context that another
+    thread of this process has already replaced serves the replacement: each process then makes
+    one token call per rejection, as the fleet makes one with Redis up."""
+    cache = target.cache(namespace, KEY, retry_after=60)
+    pipeline = pipeline_for(platform, cache)
+    customer = pipeline.set_customer("alice", Minter(platform, "alice"))
+    old = pipeline.get_context()
+    assert old is not None
+    refused = pipeline.cached()
+    assert refused is not None
+    cut_off(cache, 60)
+    replaced = pipeline.get_context(needs_refresh=True)  # one thread's refresh, alone
+    assert replaced is not None
+    asked: list[bool] = []
+
+    def produce(previous: AuthContext | None, refresh: bool) -> CachedContext:
+        asked.append(refresh)
+        raise AssertionError("the provider was asked again")
+
+    def adopt(context: AuthContext, plugin: str, version: str | None) -> CachedContext:
+        return CachedContext(context, plugin, 0.0, math.inf, math.inf, version=version)
+
+    # Another thread, refused with the old context, asks for a refresh of it.
+    entry = cache.coordinate(
+        customer,
+        provider=pipeline._provider_id(customer),  # type: ignore[arg-type]
+        stale=refused,
+        renew=True,
+        rejected=True,
+        produce=produce,
+        adopt=adopt,
+        deadline=time.monotonic() + 5,
+    )
+    assert asked == []
+    assert entry.context.token == replaced.token != old.token

@@ -21,12 +21,10 @@ goes back to an older context than one it has, and a holder that lost its lock (
 cannot store over a newer one. Entries outlive their context by ``state_ttl`` so that its state
 is still there for the next refresh after a quiet period.
 
-Redis down, slow or restarted never fails a request: the process serves its own copy, asks its
-providers itself when it must, warns once per outage, and tries Redis again after
-``retry_after`` seconds; on a cluster, only the customers of the shard in trouble
-(``asapp_auth._redis_link``).
-
-Needs the ``redis`` extra (redis-py and cryptography; from a checkout, ``pip install '.[redis]'``).
+Redis (or a cluster's shard) down never fails a request: the process serves its own copy,
+asks its providers itself when it must, warns once, and tries again after ``retry_after``
+seconds (``asapp_auth._redis_link``). Needs the ``redis`` extra (redis-py and cryptography;
+from a checkout, ``pip install '.[redis]'``).
 """
 
 from __future__ import annotations
@@ -172,7 +170,7 @@ class RedisContextCache(MemoryContextCache):
         name = name_of(self._namespace, provider, customer.id)
         self._remember(name, customer.cache_key)
         if not self._up(name):
-            return self._alone(stale, renew, produce, adopt)
+            return self._alone(customer.cache_key, stale, renew, produce, adopt)
         ours = gen_of(None if stale is None else stale.version)
         token = secrets.token_hex(16)
         try:
@@ -223,7 +221,7 @@ class RedisContextCache(MemoryContextCache):
                 return self._front(adopt(stale.context, stale.plugin, stale.version))
         except Down:
             self._count("fallbacks")
-            return self._alone(stale, renew, produce, adopt)
+            return self._alone(customer.cache_key, stale, renew, produce, adopt)
         # This process produces for the fleet, from the newest context there is.
         newest = found if found is not None and found.context is not None else None
         if newest is not None and (stale is None or newest.gen >= ours):
@@ -349,8 +347,18 @@ class RedisContextCache(MemoryContextCache):
         entry.expires_at = min(entry.valid_until, time.monotonic() + self._front_ttl)
         return entry
 
+    def _replacing(self, key: Hashable, stale: CachedContext | None) -> CachedContext | None:
+        """This process's copy under ``key`` if it is good and newer than ``stale``."""
+        current = self.get(key)
+        if current is None or stale is None or not self._good(current):
+            return None
+        if current.version in (None, stale.version):
+            return None
+        return current if gen_of(current.version) >= gen_of(stale.version) else None
+
     def _alone(
         self,
+        key: Hashable,
         stale: CachedContext | None,
         renew: bool,
         produce: Callable[[AuthContext | None, bool], CachedContext],
@@ -359,6 +367,11 @@ class RedisContextCache(MemoryContextCache):
         """Without Redis: keep serving a copy that is still good; else ask the providers."""
         if stale is not None and not renew and self._good(stale):
             return self._front(adopt(stale.context, stale.plugin, stale.version))
+        current = self._replacing(key, stale) if renew else None
+        if current is not None:
+            # Another thread here replaced ``stale`` meanwhile (as another process would have,
+            # with Redis up): a refresh of ``stale`` is done.
+            return self._front(adopt(current.context, current.plugin, current.version))
         ours = gen_of(None if stale is None else stale.version)
         entry = produce(None if stale is None else stale.context, renew)
         # A generation above the last one seen: when Redis is back, this one is the newer.
