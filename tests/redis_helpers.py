@@ -49,6 +49,13 @@ class Target:
         value = self.raw().hget(name, "v")
         return None if value is None else bytes(value)
 
+    def now_ms(self, name: str) -> int:
+        """The time (ms) on the node that holds ``name``, the clock its deadlines count on."""
+        raw = self.raw()
+        node = raw.get_redis_connection(raw.get_node_from_key(name)) if self.cluster else raw
+        seconds, micros = node.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def put_entry(self, name: str, value: bytes) -> None:
         """Write an entry over the customer's, with no deadline, as an attacker could."""
         self.raw().hset(name, mapping={"v": value, "vx": "0"})
