@@ -17,6 +17,7 @@ import pytest
 from redis_helpers import Minter
 
 from asapp_auth import AuthPipeline
+from asapp_auth._redis_servers import _command
 from asapp_auth.pipeline import CustomerAuth
 from asapp_auth.redis_cache import RedisContextCache
 from asapp_auth.sealing import generate_key
@@ -272,3 +273,103 @@ def test_a_shard_down_falls_back_for_its_customers_only_and_comes_back(
         its_customer_while_down=alone_while_down,
         once_back=back,
     )
+
+
+class Listeners:
+    """Two processes' caches (``front_ttl`` of an hour: only a notice drops a copy) serving
+    alice, and where the cluster counts their listeners for her channel."""
+
+    def __init__(self, platform: FakePlatform, cluster: RedisClusterServer, namespace: str):
+        self.cluster, self.minter = cluster, Minter(platform, "alice")
+        self.caches = [
+            RedisContextCache(
+                cluster.url,
+                keys=[KEY],
+                namespace=namespace,
+                cluster=True,
+                front_ttl=3600,
+                retry_after=0.2,
+            )
+            for _ in range(2)
+        ]
+        self.pipelines = [AuthPipeline([platform.origin], cache=c) for c in self.caches]
+        for pipeline in self.pipelines:
+            pipeline.load("alice", self.minter)
+        customer = self.pipelines[0].customer
+        assert customer is not None
+        self.name = self.caches[0]._name(customer, self.pipelines[0]._provider_id(customer))  # type: ignore[arg-type]
+        self.channel = f"{self.name}:events"
+
+    def listening_on(self, port: int) -> int:
+        """How many processes listen for alice's notices on the node on ``port``."""
+        answer = _command(port, "PUBSUB", "SHARDNUMSUB", self.channel)
+        return int(answer[1])
+
+    def refreshed_elsewhere(self) -> bool:
+        """The first process refreshes alice; the second one's copy is dropped by the notice."""
+        first, second = self.pipelines
+        old = first.get_context()
+        assert old is not None
+        new = first.get_context(needs_refresh=True)
+        assert new is not None
+        assert new.token != old.token
+        return _until(lambda: second.cached() is None)
+
+    def close(self) -> None:
+        for cache in self.caches:
+            cache.close()
+
+
+@pytest.fixture
+def listeners(
+    platform: FakePlatform, cluster: RedisClusterServer, request: pytest.FixtureRequest
+) -> Iterator[Listeners]:
+    made = Listeners(platform, cluster, f"l{abs(hash(request.node.nodeid)) % 10**9}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_listeners_follow_a_customers_slot_to_its_new_node(
+    listeners: Listeners, cluster: RedisClusterServer
+) -> None:
+    """Once a customer's slot has moved, every process listens for its notices on the new
+    owner: a refresh made there still drops the other process's copy."""
+    first, second = listeners.pipelines
+    token = first.get_context().token  # type: ignore[union-attr]
+    assert second.get_context().token == token  # type: ignore[union-attr]
+    slot = cluster.slot_of(listeners.name)
+    source = cluster.primary_of(slot)
+    assert _until(lambda: listeners.listening_on(source) == 2)
+    target = next(
+        cluster.primary_of(cluster.slot_of(f"{{{tag}}}"))
+        for tag in range(1000)
+        if cluster.primary_of(cluster.slot_of(f"{{{tag}}}")) != source
+    )
+    cluster.move_slot(slot, target)
+    assert _until(lambda: listeners.listening_on(target) == 2)
+    assert listeners.refreshed_elsewhere()
+    assert len(listeners.minter.calls) == 2
+
+
+def test_listeners_follow_a_customers_slot_to_a_promoted_replica(
+    listeners: Listeners, cluster: RedisClusterServer
+) -> None:
+    """Once the primary of a customer's slot died and its replica took over, every process
+    listens for its notices on the promoted replica."""
+    first, second = listeners.pipelines
+    token = first.get_context().token  # type: ignore[union-attr]
+    assert second.get_context().token == token  # type: ignore[union-attr]
+    primary = cluster.primary_of(cluster.slot_of(listeners.name))
+    assert _until(lambda: listeners.listening_on(primary) == 2)
+    replica = cluster.replica_of(primary)
+    cluster.kill(primary)
+    try:
+        cluster.wait_primary(replica)
+        assert _until(lambda: listeners.listening_on(replica) == 2)
+        assert _until(lambda: all(c._link.up(listeners.name) for c in listeners.caches))
+        assert listeners.refreshed_elsewhere()
+    finally:
+        cluster.restart(primary)
+        cluster.wait_ok()
