@@ -190,13 +190,35 @@ def _run_fleet(
     return results
 
 
+def _report(
+    record_property: Any,
+    scenario: str,
+    target: Target,
+    results: list[dict[str, Any]],
+    minting: list[str],
+) -> None:
+    """Print (``-rP`` shows it) and record the fleet's requests, failures and token calls."""
+    requests = sum(sum(r["statuses"].values()) + len(r["errors"]) for r in results)
+    failed = sum(
+        len(r["errors"]) + sum(n for s, n in r["statuses"].items() if s != "200") for r in results
+    )
+    where = "cluster" if target.cluster else "one server"
+    line = (
+        f"{scenario} on {where}: {requests} requests, {failed} failed, {len(minting)} token calls"
+    )
+    print(line)
+    record_property(scenario, line)
+
+
 @pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_a_fleet_refreshes_a_rejected_context_once(
     platform: FakePlatform,
     target: Target,
     namespace: str,
     minting: list[str],
+    *,
     mode: str,
+    record_property: Any,
 ) -> None:
     """4 processes x 50 concurrent requests on a context the platform has expired: 1 refresh."""
     seeder = pipeline_for(platform, make_cache(target, namespace))
@@ -204,6 +226,7 @@ def test_a_fleet_refreshes_a_rejected_context_once(
     stale = seeder.get_context().token
     platform.expire(stale)
     results = _run_fleet(platform, target, namespace, workers=4, callers=50, mode=mode)
+    _report(record_property, f"fleet on expiry ({mode})", target, results, minting)
     assert [r["errors"] for r in results] == [[]] * 4
     assert [r["statuses"] for r in results] == [{"200": 50}] * 4
     assert len(minting) == 1, f"{len(minting)} token calls for the fleet"
@@ -212,9 +235,15 @@ def test_a_fleet_refreshes_a_rejected_context_once(
 
 
 def test_a_fleet_starting_cold_makes_one_token_call(
-    platform: FakePlatform, target: Target, namespace: str, minting: list[str]
+    platform: FakePlatform,
+    target: Target,
+    namespace: str,
+    minting: list[str],
+    record_property: Any,
 ) -> None:
+    """4 processes x 50 concurrent requests with nothing cached anywhere: 1 token call."""
     results = _run_fleet(platform, target, namespace, workers=4, callers=50, mode="threads")
+    _report(record_property, "fleet cold", target, results, minting)
     assert [r["statuses"] for r in results] == [{"200": 50}] * 4
     assert len(minting) == 1
 

@@ -3,6 +3,7 @@ cluster node), clients given ready-made, and keys made by ``asapp-auth keygen``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,11 +207,17 @@ def test_a_cluster_cache_connects_on_first_use_and_shares_once_the_cluster_answe
     platform: FakePlatform, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``cluster=True`` makes no client until a request needs one: a cluster not up yet costs a
-    warning and a request served alone; once it answers, that context is shared."""
+    warning and a request served alone; once it answers, that context is shared and the
+    process listens for other processes' notices."""
     cluster = RedisClusterServer()  # not started: nothing listens on its ports
     try:
         cache = RedisContextCache(
-            cluster.url, keys=[KEY], namespace=namespace, cluster=True, retry_after=60
+            cluster.url,
+            keys=[KEY],
+            namespace=namespace,
+            cluster=True,
+            retry_after=60,
+            front_ttl=3600,
         )
         assert cache._link._client is None  # made without connecting
         pipeline = pipeline_for(platform, cache)
@@ -231,6 +238,13 @@ def test_a_cluster_cache_connects_on_first_use_and_shares_once_the_cluster_answe
         assert other.get_context().token == token  # type: ignore[union-attr]
         assert minter.calls == [False]
         assert "answers again" in caplog.text
+        # Listening too: another process's refresh drops this one's copy.
+        assert other.get_context(needs_refresh=True).token != token  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while pipeline.cached() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pipeline.cached() is None
+        assert minter.calls == [False, True]
         cache.close()
     finally:
         cluster.close()
