@@ -4,6 +4,7 @@ one key it names."""
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from redis_helpers import Minter, Target, cut_off
 
@@ -177,6 +179,29 @@ def test_a_cluster_refusing_managed_services_restricted_commands_still_shares(
         False,
     ]
     assert minter.calls == [False, True]
+
+
+def test_a_service_that_forbids_scripts_serves_each_process_alone_and_says_why(
+    platform: FakePlatform,
+    restricted: RedisClusterServer,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where scripts are refused, no request fails: each process serves its customers alone
+    (its own token call), with one warning per node saying the node refused the cache's scripts,
+    not that it did not answer."""
+    caplog.set_level(logging.WARNING, "asapp_auth")
+    target = Target(_as(restricted, "noscripts"), cluster=True)
+    minter = Minter(platform, "alice")
+    a, b = two_processes(platform, target, namespace, minter, retry_after=60)
+    with httpx.Client() as client:
+        for pipeline in (a, b, a, b):
+            assert client.get(f"{platform.url}/v1/account", auth=pipeline).status_code == 200
+    assert minter.calls == [False, False]
+    warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(warnings) == 2  # one per process, for alice's node
+    assert all("scripts" in w and "did not answer" not in w for w in warnings)
+    assert "s3cr3t" not in caplog.text
 
 
 # -- the command set ----------------------------------------------------------------------------

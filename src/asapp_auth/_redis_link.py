@@ -23,6 +23,7 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     RedisClusterException,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import (
@@ -243,6 +244,18 @@ class RedisLink:
         else:
             where = f"Redis Cluster node {shard}"
             whose = "the customers it serves are served by each process alone"
+        if isinstance(exc, ResponseError) and not isinstance(exc, _BRIEF):
+            # It answered, refusing: a service that forbids scripts (or ACLs) cannot host it.
+            log.warning(
+                "%s refused a command of the shared cache (%s), which runs its scripts there "
+                "(EVALSHA and EVAL, on one key each) and publishes notices; %s meanwhile (tried "
+                "again every %gs)",
+                where,
+                type(exc).__name__,
+                whose,
+                self._retry_after,
+            )
+            return
         log.warning(
             "%s did not answer (%s); %s until it is back (tried again every %gs)",
             where,
