@@ -373,3 +373,37 @@ def test_listeners_follow_a_customers_slot_to_a_promoted_replica(
     finally:
         cluster.restart(primary)
         cluster.wait_ok()
+
+
+def test_classic_notices_move_to_another_node_when_theirs_fails(
+    listeners: Listeners, cluster: RedisClusterServer
+) -> None:
+    """Where the nodes lack sharded pub/sub, each process listens on the namespace's channel on
+    any primary; when that node dies, it listens on another and still gets the next notice."""
+    for cache in listeners.caches:
+        cache._link.client()
+        cache._link.sharded = False  # as a Redis 6 cluster answers COMMAND INFO SPUBLISH
+    first, second = listeners.pipelines
+    token = first.get_context().token  # type: ignore[union-attr]
+    assert second.get_context().token == token  # type: ignore[union-attr]
+    channel = listeners.name.split(":{")[0] + ":events"
+
+    def where() -> dict[int, int]:
+        found = {}
+        for port in cluster.ports:
+            if cluster.running(port) and "master" in cluster._flags(port):
+                found[port] = int(_command(port, "PUBSUB", "NUMSUB", channel)[1])
+        return found
+
+    assert _until(lambda: sum(where().values()) == 2)
+    dead = next(port for port, count in where().items() if count)
+    replica = cluster.replica_of(dead)
+    cluster.kill(dead)
+    try:
+        cluster.wait_primary(replica)
+        assert _until(lambda: sum(where().values()) == 2)
+        assert _until(lambda: all(c._link.up(listeners.name) for c in listeners.caches))
+        assert listeners.refreshed_elsewhere()
+    finally:
+        cluster.restart(dead)
+        cluster.wait_ok()
