@@ -282,9 +282,10 @@ def test_invalid_grant_for_client_credentials_is_not_a_login(faulty: Any) -> Non
 
 def test_a_backoff_past_the_deadline_is_not_waited(faulty: Any) -> None:
     """A retry whose backoff would end past the deadline is not slept: a timeout error at once."""
-    plugin = faulty(("json", 503, {}), ("json", 200, GOOD), backoff_base=1.0, backoff_max=1.0)
+    # The backoff (at least half an hour) outlasts a deadline no loaded machine can reach first.
+    plugin = faulty(("json", 503, {}), ("json", 200, GOOD), backoff_base=3600, backoff_max=3600)
     with pytest.raises(TokenEndpointTimeoutError, match="answered HTTP 503") as caught:
-        plugin.provide_context(Customer("alice"), False, None, deadline=time.monotonic() + 0.4)
+        plugin.provide_context(Customer("alice"), False, None, deadline=time.monotonic() + 600)
     assert isinstance(caught.value, ProviderTimeoutError)
     assert caught.value.attempts == 1
     assert plugin.script.requests == 1
