@@ -21,10 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from dpopserver import ResourceServer, TokenGate, thumbprint
 
 from asapp_auth import AuthPipeline, Customer
-from asapp_auth._any_client import open_client
+from asapp_auth._any_client import KINDS, open_client
 from asapp_auth.errors import ConfigurationError
-
-KINDS = ["httpx", "httpx-async", "requests", "aiohttp"]
 
 
 @pytest.fixture
@@ -210,36 +208,37 @@ def test_a_resource_nonce_challenge_is_answered_once_with_the_nonce(
     assert auth.calls["client_credentials"] == 1
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_refused_resource_proof_is_handed_back_without_a_loop(
     make: Any,
     auth: AuthServer,
-    gate: TokenGate,
     resource: ResourceServer,
     monkeypatch: pytest.MonkeyPatch,
+    kind: str,
 ) -> None:
     """A replayed proof refused by the resource server (``invalid_dpop_proof``): the 401 goes
     back to the caller after one request, and no token is fetched for it."""
     pipeline = pipeline_for(dpop_plugin(make, auth), resource.url)
-    with httpx.Client(auth=pipeline) as client:
-        assert client.get(f"{resource.url}/api/one").status_code == 200
+    with opened(kind, pipeline) as client:
+        assert client.get(f"{resource.url}/api/one").status == 200
         replay = resource.received[-1][1]
         monkeypatch.setattr(DPoPKey, "proof", lambda *args, **kwargs: replay)
-        response = client.get(f"{resource.url}/api/one")
-    assert response.status_code == 401
-    assert dpop_error(response.headers) == "invalid_dpop_proof"
+        assert client.get(f"{resource.url}/api/one").status == 401
+    assert resource.verifier.refusals == ["invalid_dpop_proof: jti replayed"]
     assert len(resource.received) == 2
     assert auth.calls["client_credentials"] == 1
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_token_the_server_no_longer_takes_is_replaced(
-    make: Any, auth: AuthServer, gate: TokenGate, resource: ResourceServer
+    make: Any, auth: AuthServer, gate: TokenGate, resource: ResourceServer, kind: str
 ) -> None:
     """``DPoP error="invalid_token"`` means a new token: one refresh, the request goes on."""
     pipeline = pipeline_for(dpop_plugin(make, auth), resource.url)
-    with httpx.Client(auth=pipeline) as client:
-        assert client.get(f"{resource.url}/api/one").status_code == 200
+    with opened(kind, pipeline) as client:
+        assert client.get(f"{resource.url}/api/one").status == 200
         gate.bound.clear()  # the server forgot the binding: the token is no longer valid
-        assert client.get(f"{resource.url}/api/one").status_code == 200
+        assert client.get(f"{resource.url}/api/one").status == 200
     assert auth.calls["client_credentials"] == 2
 
 
