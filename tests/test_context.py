@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -208,3 +209,7 @@ def test_types_are_named_with_their_article() -> None:
     """A wrong type reads as "is an int", not "is a int"."""
     with pytest.raises(InvalidContextError, match=r"Auth\.Token is an int; it must be a str"):
         AuthContext({"Auth": {"Token": 12}})
+    with pytest.raises(InvalidContextError, match=r"Auth\.Token is bytes; it must be a str"):
+        AuthContext({"Auth": {"Token": b"t-s3cr3t"}})
+    with pytest.raises(InvalidContextError, match=r"Auth is an IPv4Address, not a mapping"):
+        AuthContext({"Auth": ipaddress.IPv4Address("127.0.0.1")})

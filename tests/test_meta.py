@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import asapp_auth
@@ -40,3 +41,18 @@ def test_every_hook_has_a_test_that_implements_it() -> None:
     sources = "\n".join(p.read_text() for p in TESTS.glob("test_*.py"))
     for name in _hooks():
         assert f"def {name}(" in sources, f"no test implements the {name} hook"
+
+
+def test_types_are_named_with_their_article_by_one_helper() -> None:
+    """Only asapp_auth.errors.type_with_article picks "a" or "an": the core and the bundled
+    plugins name a value's type alike because they share it."""
+    root = TESTS.parent
+    helper = root / "src" / "asapp_auth" / "errors.py"
+    sources = [*(root / "src").rglob("*.py"), *root.glob("plugins/*/src/**/*.py")]
+    choosing = [
+        path.relative_to(root).as_posix()
+        for path in sources
+        if path != helper and re.search(r"""['"]an['"] if """, path.read_text(encoding="utf-8"))
+    ]
+    assert sources
+    assert choosing == []

@@ -16,7 +16,6 @@ __all__ = [
     "closest",
     "did_you_mean",
     "install_hint",
-    "kind",
     "unknown_setting",
 ]
 
@@ -74,19 +73,6 @@ def unknown_setting(name: str, known: Iterable[str], *, named: bool = True) -> s
     return (
         f"unknown setting{shown}{did_you_mean(name, listed)}; the settings are {', '.join(listed)}"
     )
-
-
-def kind(value: object) -> str:
-    """``value``'s type with its article, for messages: ``an int``, ``a str``, ``None``."""
-    if value is None:
-        return "None"
-    if isinstance(value, bytes):
-        return "bytes"
-    name = type(value).__name__
-    # By sound: "an int", "an RSAPrivateKey", "a str", "a UUID".
-    vowel = name[0] in "aeiouAEIOU" and not name.startswith(("U", "u"))
-    acronym = name[:2].isupper() and name[0] in "AEFHILMNORSX"
-    return f"{'an' if vowel or acronym else 'a'} {name}"
 
 
 def extra_hint(extra: str) -> str:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InvalidContextError
+from .errors import InvalidContextError, type_with_article
 
 __all__ = ["AuthContext"]
 
@@ -232,14 +232,6 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def _a(value: object) -> str:
-    """``value`` described by its type, for messages that must not quote it: "an int", "None"."""
-    if value is None:
-        return "None"
-    name = _type_name(value)
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
 def _check_spelling(keys: Any, schema: Mapping[str, str], source: str, where: str) -> None:
     for key in keys:
         expected = schema.get(key.lower()) if isinstance(key, str) else None
@@ -252,13 +244,14 @@ def _check_spelling(keys: Any, schema: Mapping[str, str], source: str, where: st
 
 def _check_str_map(value: Any, source: str, where: str, *, cookies: bool = False) -> None:
     if not isinstance(value, Mapping):
-        raise _fail(source, where, f"is {_a(value)}, not a mapping of str to str")
+        raise _fail(source, where, f"is {type_with_article(value)}, not a mapping of str to str")
     for name, item in value.items():
         if not isinstance(name, str) or not isinstance(item, str):
             raise _fail(
                 source,
                 f"{where} entry {name!r}" if isinstance(name, str) else where,
-                f"has {_a(name)} key and {_a(item)} value; both must be str",
+                f"has {type_with_article(name)} key and {type_with_article(item)} value; "
+                "both must be str",
             )
         if where.endswith(("Headers", "Cookies")) and not _TOKEN.match(name):
             raise _fail(source, f"{where} name {name!r}", "is not a valid HTTP token")
@@ -269,10 +262,10 @@ def _check_str_map(value: Any, source: str, where: str, *, cookies: bool = False
 
 def _check_str_list(value: Any, source: str, where: str) -> None:
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise _fail(source, where, f"is {_a(value)}, not a list of str")
+        raise _fail(source, where, f"is {type_with_article(value)}, not a list of str")
     for item in value:
         if not isinstance(item, str):
-            raise _fail(source, where, f"holds {_a(item)}; every item must be str")
+            raise _fail(source, where, f"holds {type_with_article(item)}; every item must be str")
 
 
 def _check_token(token: object, source: str) -> None:
@@ -284,7 +277,7 @@ def _check_token(token: object, source: str) -> None:
             "otherwise, or return None to let the next provider answer",
         )
     if not isinstance(token, str):
-        raise _fail(source, "Auth.Token", f"is {_a(token)}; it must be a str")
+        raise _fail(source, "Auth.Token", f"is {type_with_article(token)}; it must be a str")
     if not token:
         raise _fail(source, "Auth.Token", "is empty; it must hold the token")
     if _BAD_HEADER_VALUE.search(token):
@@ -297,7 +290,7 @@ def _validate(data: Any, source: str) -> tuple[Mapping[str, Any], int]:
         return data._data, data._size
     if not isinstance(data, Mapping):
         raise InvalidContextError(
-            f"{source} returned {_a(data)}, not a context mapping such as "
+            f"{source} returned {type_with_article(data)}, not a context mapping such as "
             "{'Auth': {'Token': ...}}; return a dict, an AuthContext, or None to pass"
         )
     if not data:
@@ -306,12 +299,12 @@ def _validate(data: Any, source: str) -> tuple[Mapping[str, Any], int]:
         )
     for key in data:
         if not isinstance(key, str):
-            raise _fail(source, "top level", f"has {_a(key)} key; keys must be str")
+            raise _fail(source, "top level", f"has {type_with_article(key)} key; keys must be str")
     _check_spelling(data, _TOP_KEYS, source, "")
     if "Auth" in data:
         auth = data["Auth"]
         if not isinstance(auth, Mapping):
-            raise _fail(source, "Auth", f"is {_a(auth)}, not a mapping")
+            raise _fail(source, "Auth", f"is {type_with_article(auth)}, not a mapping")
         _check_spelling(auth, _AUTH_KEYS, source, "Auth.")
         if "Token" in auth:
             _check_token(auth["Token"], source)
@@ -322,7 +315,7 @@ def _validate(data: Any, source: str) -> tuple[Mapping[str, Any], int]:
         if "Body" in auth:
             body = auth["Body"]
             if not isinstance(body, Mapping):
-                raise _fail(source, "Auth.Body", f"is {_a(body)}, not a JSON object")
+                raise _fail(source, "Auth.Body", f"is {type_with_article(body)}, not a JSON object")
             try:
                 json.dumps(body)
             except (TypeError, ValueError):
@@ -333,7 +326,7 @@ def _validate(data: Any, source: str) -> tuple[Mapping[str, Any], int]:
         _check_str_map(data["CustomerInfo"], source, "CustomerInfo")
     for key in _STR_KEYS:
         if key in data and not isinstance(data[key], str):
-            raise _fail(source, key, f"is {_a(data[key])}, not a str")
+            raise _fail(source, key, f"is {type_with_article(data[key])}, not a str")
     if "Segments" in data:
         _check_str_list(data["Segments"], source, "Segments")
     size = 1 + 2 * len(data)  # the braces, a colon per key and a comma between items

@@ -1,7 +1,9 @@
-"""Every exception asapp-auth raises, under one base class, and the one warning it issues.
+"""Every exception asapp-auth raises, under one base class, the one warning it issues, and the
+helper that names a value's type in their messages.
 
 Messages name the plugin, customer or origin involved and say what to do next. They never hold a
-token, secret, key or assertion: values are described by type, never quoted.
+token, secret, key or assertion: values are described by type (``type_with_article``), never
+quoted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "RedirectBlockedError",
     "RequestNotReplayableError",
     "TokenRejectedError",
+    "type_with_article",
 ]
 
 
@@ -120,3 +123,21 @@ class RequestNotReplayableError(AsappAuthError):
 
 class RedirectBlockedError(AsappAuthError):
     """A redirect would have carried part of a context (its JSON body) to another origin."""
+
+
+def type_with_article(value: object) -> str:
+    """``value``'s type with its article, for messages that must not quote the value: ``an
+    int``, ``a str``, ``an RSAPrivateKey``, ``a UUID``, ``bytes``, ``None``.
+
+    Plugins use it too, so that every refusal names a type the same way.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, bytes):
+        return "bytes"
+    name = type(value).__name__
+    # By sound: a leading vowel ("an int", but "a UUID"), or an initialism whose first letter is
+    # said with one ("an RSAPrivateKey", "an X448PublicKey").
+    vowel = name[0] in "aeiouAEIOU" and not name.startswith(("U", "u"))
+    initialism = name[:2].isupper() and name[0] in "AEFHILMNORSX"
+    return f"{'an' if vowel or initialism else 'a'} {name}"

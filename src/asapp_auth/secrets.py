@@ -24,8 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._hints import kind
-from .errors import ConfigurationError
+from .errors import ConfigurationError, type_with_article
 from .paths import setting_path
 
 __all__ = ["Secret", "read_secret_file", "resolve_secret"]
@@ -100,7 +99,7 @@ def resolve_secret(value: object, *, setting: str, plugin: str | None = None) ->
     if isinstance(value, Secret):
         resolved = value.reveal()
     elif not isinstance(value, str) or not value:
-        given = kind(value) if not isinstance(value, str) else "an empty str"
+        given = type_with_article(value) if not isinstance(value, str) else "an empty str"
         raise ConfigurationError(f"{where} must be a non-empty str ({_FORMS}), not {given}")
     elif value.startswith("env:"):
         name = value[4:]

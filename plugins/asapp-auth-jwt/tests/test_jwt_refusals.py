@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,8 @@ def test_types_are_named_with_the_right_article() -> None:
     Ed448PrivateKey"), never "a int"."""
     with pytest.raises(ConfigurationError, match="has an int claim name"):
         from_settings(_settings(claims={1: "x"}))
+    with pytest.raises(ConfigurationError, match="has a UUID claim name"):  # said "you-"
+        from_settings(_settings(claims={uuid.UUID(int=1): "x"}))
     with pytest.raises(ConfigurationError, match="cannot sign with an Ed448PrivateKey"):
         Signer(ed448.Ed448PrivateKey.generate())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="not a list"):

@@ -3,6 +3,7 @@ and the granted scope, against the real authorization server."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from asapp_auth import AuthPipeline, Customer
 from asapp_auth.errors import ProviderError
 
 SECRET = "whole-token-client-secret"
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
 
 @pytest.fixture
@@ -139,6 +141,12 @@ def test_clear_revokes_a_seeded_token_never_used(make: Any, server: AuthServer) 
             "no refresh token",
         ),
         (["seeded-at"], "mapping"),
+        # Types are named as the core names them (asapp_auth.errors.type_with_article).
+        (b"seeded-at", "as a mapping, not bytes$"),
+        (
+            {"access_token": "seeded-at", "token_type": "Bearer", "expires_at": LOOPBACK},
+            "its expires_at is an IPv4Address,",
+        ),
     ],
 )
 def test_bad_whole_tokens_are_refused_naming_the_plugin(

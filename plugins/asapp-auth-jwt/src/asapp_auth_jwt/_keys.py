@@ -18,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from asapp_auth.errors import ConfigurationError
+from asapp_auth.errors import ConfigurationError, type_with_article
 from asapp_auth.secrets import read_secret_file
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "jwk_to_key",
-    "kind",
     "load_key",
     "public_jwk_of",
     "thumbprint",
@@ -53,17 +52,6 @@ CURVES: dict[str, type[ec.EllipticCurve]] = {
 }
 CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 """Curve names of ``cryptography`` to those of JOSE."""
-
-
-def kind(value: object) -> str:
-    """A value's type with its article, for messages that never quote it: ``an int``, ``an
-    RSAPublicKey``, ``a str``, ``None``."""
-    if value is None:
-        return "None"
-    name = type(value).__name__
-    # By sound: a leading vowel, or an initialism whose first letter is said with one (RSA, X448).
-    vowel = name[0] in "aeiouAEIOU" or (name[:2].isupper() and name[0] in "AEFHILMNORSX")
-    return f"{'an' if vowel else 'a'} {name}"
 
 
 def b64url_encode(data: bytes) -> bytes:
@@ -216,7 +204,7 @@ def pem_to_key(
         ) from None
     if not isinstance(key, PRIVATE_KEY_TYPES):
         raise ConfigurationError(
-            f"{PLUGIN}: the PEM key {where} is {kind(key)}; use an RSA, EC (P-256, "
+            f"{PLUGIN}: the PEM key {where} is {type_with_article(key)}; use an RSA, EC (P-256, "
             "P-384, P-521) or Ed25519 key"
         )
     return key

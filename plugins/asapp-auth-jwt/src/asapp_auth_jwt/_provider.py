@@ -12,11 +12,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from asapp_auth import AuthContext, Customer, hookimpl
-from asapp_auth.errors import AsappAuthError, ConfigurationError, ProviderError
+from asapp_auth.errors import (
+    AsappAuthError,
+    ConfigurationError,
+    ProviderError,
+    type_with_article,
+)
 from asapp_auth.plugins import SettingsProblems
 from asapp_auth.secrets import read_secret_file, resolve_secret
 
-from ._keys import ENTRY_POINT, PLUGIN, PRIVATE_KEY_TYPES, kind
+from ._keys import ENTRY_POINT, PLUGIN, PRIVATE_KEY_TYPES
 from ._signer import Signer, load_signers, public_jwks
 
 __all__ = [
@@ -48,7 +53,9 @@ def _fail(setting: str, problem: str) -> ConfigurationError:
 
 def _check_extra_claims(claims: object, what: str) -> dict[str, Any]:
     if not isinstance(claims, Mapping):
-        raise _fail(what, f"must be a mapping of claim names to values, not {kind(claims)}")
+        raise _fail(
+            what, f"must be a mapping of claim names to values, not {type_with_article(claims)}"
+        )
     reserved = sorted(RESERVED_CLAIMS.intersection(claims))
     if reserved:
         raise _fail(
@@ -58,7 +65,7 @@ def _check_extra_claims(claims: object, what: str) -> dict[str, Any]:
         )
     for name in claims:
         if not isinstance(name, str):
-            raise _fail(what, f"has {kind(name)} claim name; names must be str")
+            raise _fail(what, f"has {type_with_article(name)} claim name; names must be str")
     return dict(claims)
 
 

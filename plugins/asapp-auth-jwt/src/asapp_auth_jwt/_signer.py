@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from asapp_auth.errors import ConfigurationError
+from asapp_auth.errors import ConfigurationError, type_with_article
 from asapp_auth.secrets import read_secret_file
 
 from ._keys import (
@@ -30,7 +30,6 @@ from ._keys import (
     SigningKey,
     b64url_encode,
     jwk_to_key,
-    kind,
     parse_key_data,
     public_jwk_of,
     thumbprint,
@@ -83,7 +82,7 @@ def _default_algorithm(key: SigningKey) -> str:
             if name == crv:
                 return alg
     raise ConfigurationError(
-        f"{PLUGIN}: cannot sign with {kind(key)}; use an RSA, EC (P-256, P-384, "
+        f"{PLUGIN}: cannot sign with {type_with_article(key)}; use an RSA, EC (P-256, P-384, "
         "P-521) or Ed25519 private key, or bytes for HMAC"
     )
 
@@ -97,7 +96,7 @@ def _key_kind(key: object) -> str:
         return f"an EC key on {CURVE_NAMES.get(key.curve.name, key.curve.name)}"
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "an Ed25519 key"
-    return kind(key)
+    return type_with_article(key)
 
 
 def _make_sign(key: SigningKey, algorithm: str) -> Callable[[bytes], bytes]:

@@ -16,14 +16,14 @@ import webbrowser
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from asapp_auth.errors import ProviderError
+from asapp_auth.errors import ProviderError, type_with_article
 from asapp_auth.otel import token_request
 
 from ._device import DEVICE_GRANT, DeviceCode, parse_device_code, poll, print_device_code
 from ._id_token import JWKS, validate_id_token
 from ._login_settings import LoginSettings
 from ._pkce_loopback import authorize
-from ._response import kind, parse_token_response
+from ._response import parse_token_response
 from ._transport import HTTPResult, describe_endpoint
 from .errors import IDTokenError, LoginError, OAuth2Error
 
@@ -239,8 +239,8 @@ class Login:
             ) from exc
         if not isinstance(customer_id, str) or not customer_id:
             raise LoginError(
-                f"plugin 'oauth2': customer_id_for returned {kind(customer_id)}, not "
-                "a non-empty str customer id",
+                "plugin 'oauth2': customer_id_for returned "
+                f"{type_with_article(customer_id)}, not a non-empty str customer id",
                 endpoint=endpoint,
                 error="customer_id_for_failed",
             )

@@ -16,7 +16,7 @@ import cachetools
 import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
-from asapp_auth.errors import ProviderError, ProviderTimeoutError
+from asapp_auth.errors import ProviderError, ProviderTimeoutError, type_with_article
 from asapp_auth.otel import token_request
 
 from . import _secret_jwt as secret_jwt
@@ -24,7 +24,7 @@ from ._cache import SlotBusy, TokenCache
 from ._discovery import Discovery
 from ._dpop import DPoP, DPoPHooks
 from ._login import Login
-from ._response import TokenResponse, kind, parse_token_response, token_dict
+from ._response import TokenResponse, parse_token_response, token_dict
 from ._revocation import Revocations
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
@@ -253,7 +253,7 @@ class OAuth2Provider:
         if not isinstance(token, Mapping):
             raise ProviderError(
                 "plugin 'oauth2': set_token needs the token response as a mapping, not "
-                f"{kind(token)}",
+                f"{type_with_article(token)}",
                 plugin="oauth2",
                 customer_id=customer_id,
             )
@@ -264,8 +264,8 @@ class OAuth2Provider:
             if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
                 raise ProviderError(
                     f"plugin 'oauth2': the token given to set_token() for customer "
-                    f"{customer_id!r} was refused: its expires_at is {kind(expires_at)}, not "
-                    "seconds since the epoch",
+                    f"{customer_id!r} was refused: its expires_at is "
+                    f"{type_with_article(expires_at)}, not seconds since the epoch",
                     plugin="oauth2",
                     customer_id=customer_id,
                 )
@@ -422,7 +422,8 @@ class OAuth2Provider:
             )
         if not isinstance(token, str) or not token:
             raise ProviderError(
-                f"plugin 'oauth2': subject_token_for returned {kind(token)}, not a non-empty str",
+                f"plugin 'oauth2': subject_token_for returned {type_with_article(token)}, "
+                "not a non-empty str",
                 plugin="oauth2",
                 customer_id=customer_id,
             )
@@ -615,7 +616,7 @@ class OAuth2Provider:
                 ) from exc
             if token is not None and (not isinstance(token, str) or not token):
                 raise ProviderError(
-                    f"plugin 'oauth2': refresh_token_for returned {kind(token)}, "
+                    f"plugin 'oauth2': refresh_token_for returned {type_with_article(token)}, "
                     "not a non-empty str or None",
                     plugin="oauth2",
                     customer_id=customer_id,

@@ -9,19 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from asapp_auth.errors import type_with_article
+
 from ._settings import OAuth2Settings
 from .errors import TokenResponseError
 
-__all__ = ["TokenResponse", "kind", "parse_token_response", "token_dict"]
-
-
-def kind(value: object) -> str:
-    """A value's type with its article, for messages that never quote it: ``an int``, ``a
-    str``, ``None``."""
-    if value is None:
-        return "None"
-    name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+__all__ = ["TokenResponse", "parse_token_response", "token_dict"]
 
 
 # RFC 6750 b64token, widened to any visible ASCII: what can travel in an Authorization header.
@@ -72,7 +65,7 @@ def parse_token_response(
 
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
-        what = "is missing" if token is None else f"is {kind(token)}"
+        what = "is missing" if token is None else f"is {type_with_article(token)}"
         if isinstance(token, str):
             what = "is empty"
         raise fail(f"access_token {what}; it must be a non-empty string")
@@ -83,7 +76,9 @@ def parse_token_response(
     if token_type is None:
         raise fail(f"token_type is missing; it must be {expected} (RFC 6749 section 5.1)")
     if not isinstance(token_type, str) or token_type.lower() != expected.lower():
-        shown = repr(token_type[:20]) if isinstance(token_type, str) else kind(token_type)
+        shown = (
+            repr(token_type[:20]) if isinstance(token_type, str) else type_with_article(token_type)
+        )
         why = (
             "this plugin sends Bearer tokens only without dpop = true"
             if settings.dpop is None
@@ -94,13 +89,13 @@ def parse_token_response(
     expires_in = _lifetime(data.get("expires_in"), settings, fail)
     refresh = data.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
-        raise fail(f"refresh_token is {kind(refresh)}, not a non-empty string")
+        raise fail(f"refresh_token is {type_with_article(refresh)}, not a non-empty string")
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
-        raise fail(f"scope is {kind(scope)}, not a string")
+        raise fail(f"scope is {type_with_article(scope)}, not a string")
     issued = data.get("issued_token_type")
     if issued is not None and not isinstance(issued, str):
-        raise fail(f"issued_token_type is {kind(issued)}, not a string")
+        raise fail(f"issued_token_type is {type_with_article(issued)}, not a string")
     return TokenResponse(token, expires_in, refresh, scope, issued, expected)
 
 
@@ -111,7 +106,7 @@ def _lifetime(value: object, settings: OAuth2Settings, fail: Any) -> float:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(f"expires_in is {kind(value)}, not a number of seconds")
+        raise fail(f"expires_in is {type_with_article(value)}, not a number of seconds")
     if not math.isfinite(value) or value <= 0:
         raise fail(f"expires_in is {value!r}; it must be a positive number of seconds")
     if value > settings.max_expires_in:
