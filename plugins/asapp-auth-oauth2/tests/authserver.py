@@ -320,6 +320,7 @@ class AuthServer(AuthorizationServer):
         # Paths whose requests are accepted and never answered (stall), and how many came.
         self._stall = threading.Condition()
         self._stalled_paths: frozenset[str] = frozenset()
+        self._answer_stalled = False
         self._released = True
         self.stalled: collections.Counter[str] = collections.Counter()
         self.register_token_generator("default", self._generate)
@@ -372,14 +373,17 @@ class AuthServer(AuthorizationServer):
         self.secrets.add(session)
         return session
 
-    def stall(self, *paths: str) -> None:
-        """From now on, requests to ``paths`` are read and never answered, until ``release``."""
+    def stall(self, *paths: str, answered: bool = False) -> None:
+        """From now on, requests to ``paths`` are read and never answered, until ``release``;
+        ``answered``: they are acted on (tokens issued) and their answers held until then."""
         with self._stall:
             self._stalled_paths = frozenset(paths)
+            self._answer_stalled = answered
             self._released = False
 
     def release(self) -> None:
-        """Let the stalled requests go: their connections are closed, still unanswered."""
+        """Let the stalled requests go: their connections are closed, still unanswered, or
+        their held answers sent."""
         with self._stall:
             self._stalled_paths = frozenset()
             self._released = True
@@ -390,10 +394,11 @@ class AuthServer(AuthorizationServer):
         with self._stall:
             return self._stall.wait_for(lambda: self.stalled[path] >= count, timeout=30)
 
-    def hold(self, path: str) -> bool:
-        """Called by the handler: stall this request if its path is stalled."""
+    def hold(self, path: str, *, answered: bool = False) -> bool:
+        """Called by the handler before acting on a request (``answered`` after, with its
+        answer ready): stall it if its path is stalled that way."""
         with self._stall:
-            if path not in self._stalled_paths:
+            if path not in self._stalled_paths or answered != self._answer_stalled:
                 return False
             self.stalled[path] += 1
             self._stall.notify_all()
@@ -537,6 +542,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = auth.create_endpoint_response("revocation", request)
         else:
             status, body, headers = 404, {"error": "not_found"}, []
+        auth.hold(path, answered=True)
         self._reply(status, body, headers)
 
 

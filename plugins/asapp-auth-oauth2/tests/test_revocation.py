@@ -72,6 +72,40 @@ def test_clear_returns_while_the_revocation_endpoint_hangs(make: Any, server: Au
     plugin.close()
 
 
+def test_set_customer_returns_while_the_revocation_endpoint_hangs(
+    make: Any, server: AuthServer
+) -> None:
+    """Switching customers hands the old one's revocation to the worker: set_customer() returns
+    with that request unanswered, and the new customer's requests go on meanwhile."""
+    plugin = plugin_for(make, server)
+    pipeline = logged_in(plugin, server, "alice")
+    plugin.set_refresh_token("bob", server.login("app", "bob"))
+    server.stall("/revoke")
+    pipeline.set_customer("bob")
+    assert server.wait_stalled("/revoke")
+    assert plugin.pending_revocations == 1
+    assert server.revoked == []
+    assert pipeline.get_context() is not None  # bob's own token, fetched while alice's hangs
+    server.release()
+
+
+def test_a_closed_plugin_queues_no_revocation(make: Any, server: AuthServer, caplog: Any) -> None:
+    """A customer cleared after close() is forgotten at once, saying its tokens are not revoked:
+    no worker starts for a plugin that refuses work."""
+    plugin = plugin_for(make, server)
+    pipeline = logged_in(plugin, server)
+    plugin.close()
+    with caplog.at_level(logging.WARNING, logger="asapp_auth_oauth2"):
+        pipeline.clear()
+    assert plugin.pending_revocations == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [
+        "plugin 'oauth2' is closed: the tokens of customer 'alice' are forgotten without being "
+        "revoked"
+    ]
+    assert server.revoked == []
+
+
 def test_close_waits_at_most_its_bound(make: Any, server: AuthServer, caplog: Any) -> None:
     """close(timeout=) gives up on a revocation that never ends, says so, and closes the client."""
     plugin = plugin_for(make, server)
@@ -205,3 +239,54 @@ def test_many_clears_share_one_bounded_worker(make: Any, server: AuthServer) -> 
         t["refresh_token"] for t in logins.values()
     }
     assert sorted(server.revoked) == sorted(expected)
+
+
+def issued_since(server: AuthServer, before: set[str]) -> list[Any]:
+    """The tokens the server issued that are not in ``before`` (access tokens)."""
+    return [t for t in server.by_access.values() if t.access_token not in before]
+
+
+def test_tokens_answered_after_their_customer_was_cleared_are_revoked_not_kept(
+    make: Any, server: AuthServer
+) -> None:
+    """A refresh the server answers once the customer is cleared: its new access and refresh
+    tokens are revoked with the old one, and neither kept nor handed to on_refresh_token."""
+    saved: list[str] = []
+    plugin = plugin_for(make, server, on_refresh_token=lambda customer, token: saved.append(token))
+    old = server.login("app", "alice")
+    plugin.set_refresh_token("alice", old)
+    before = set(server.by_access)
+    server.stall("/token", answered=True)
+    got: list[tuple[str, float]] = []
+    fetching = threading.Thread(target=lambda: got.append(plugin.get_token("alice")))
+    fetching.start()
+    assert server.wait_stalled("/token")  # the server has issued the new tokens ...
+    plugin.on_customer_cleared(Customer("alice"))  # ... and the customer is cleared meanwhile
+    server.release()
+    fetching.join(30)
+    plugin.close(deadline=time.monotonic() + 30)
+    [new] = issued_since(server, before)
+    assert [token for token, _ in got] == [new.access_token]
+    assert sorted(server.revoked) == sorted([old, new.access_token, new.refresh_token])
+    assert "alice" not in plugin._refresh_tokens
+    assert saved == []
+    assert plugin.granted_scope("alice") is None
+
+
+def test_a_forgotten_customers_late_tokens_are_dropped_unrevoked(
+    make: Any, server: AuthServer
+) -> None:
+    """forget() while a refresh is answered: the new tokens are not kept, nor revoked."""
+    plugin = plugin_for(make, server)
+    plugin.set_refresh_token("alice", server.login("app", "alice"))
+    server.stall("/token", answered=True)
+    fetching = threading.Thread(target=plugin.get_token, args=("alice",))
+    fetching.start()
+    assert server.wait_stalled("/token")
+    plugin.forget("alice")
+    server.release()
+    fetching.join(30)
+    plugin.close(deadline=time.monotonic() + 30)
+    assert server.revoked == []
+    assert "alice" not in plugin._refresh_tokens
+    assert plugin.pending_revocations == 0

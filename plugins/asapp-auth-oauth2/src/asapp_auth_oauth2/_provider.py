@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -43,6 +44,17 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+@dataclass(eq=False, slots=True)
+class _Fetching:
+    """A customer's token-endpoint call under way. Its answer, once in, is what clearing the
+    customer takes too; clearing it first marks the call, whose answer is then the cleared
+    session's: revoked when ``revoke``, and never kept."""
+
+    response: TokenResponse | None = None
+    cleared: bool = False
+    revoke: bool = False
 
 
 class OAuth2Provider:
@@ -84,6 +96,8 @@ class OAuth2Provider:
         # Access tokens the app gave with set_token, and when they expire (monotonic clock):
         # put in the token cache at the customer's next request, when its key is known.
         self._given: dict[str, tuple[TokenResponse, float]] = {}
+        # Each customer's token-endpoint calls under way (per-customer grants), for clearing.
+        self._fetching: dict[str, list[_Fetching]] = {}
         # DPoP: the key, the servers' nonces, and the request-path hooks, set on this object
         # only when on, so that pipelines without DPoP have no request_proof to call.
         self._dpop = None if s.dpop is None else DPoP(s.dpop)
@@ -198,9 +212,14 @@ class OAuth2Provider:
             if given is not None:
                 self._cache.put(key, given[0], given[1], owner=owner)
 
-        def fetch() -> TokenResponse:
-            return self._fetch(endpoint, customer_id, subject, deadline)
+        fetching = _Fetching()
 
+        def fetch() -> TokenResponse:
+            return self._fetch(endpoint, customer_id, subject, deadline, fetching)
+
+        if owner is not None:
+            with self._rt_lock:
+                self._fetching.setdefault(owner, []).append(fetching)
         try:
             response, remaining = self._cache.get(
                 key, customer_id, needs_refresh, fetch, owner=owner, deadline=deadline
@@ -213,6 +232,13 @@ class OAuth2Provider:
                 plugin="oauth2",
                 customer_id=customer_id,
             ) from None
+        finally:
+            if owner is not None:
+                with self._rt_lock:
+                    calls = self._fetching[owner]
+                    calls.remove(fetching)
+                    if not calls:
+                        del self._fetching[owner]
         return response.access_token, remaining
 
     def set_refresh_token(self, customer_id: str, refresh_token: str) -> None:
@@ -318,8 +344,9 @@ class OAuth2Provider:
         return frozenset((scope or "").split())
 
     def forget(self, customer_id: str) -> None:
-        """Drop everything held for ``customer_id`` (tokens and refresh token), revoking nothing."""
-        self._take_customer(customer_id)
+        """Drop everything held for ``customer_id`` (tokens and refresh token), revoking nothing;
+        tokens a call under way gets for it later are dropped too."""
+        self._take_customer(customer_id, revoke_late=False)
 
     def revoke(self, customer_id: str) -> int:
         """Revoke ``customer_id``'s refresh token and access tokens (RFC 7009), then forget them,
@@ -327,9 +354,10 @@ class OAuth2Provider:
 
         Returns how many tokens the server accepted to revoke. Failures are logged, not raised:
         the tokens are forgotten here either way. The shared client-credentials token is not a
-        customer's and is never revoked here.
+        customer's and is never revoked here. Tokens a call under way gets for the customer
+        later are revoked by the plugin's worker, and never kept.
         """
-        tokens = self._take_customer(customer_id)
+        tokens = self._take_customer(customer_id, revoke_late=True)
         return self._revocations.now(customer_id, tokens) if tokens else 0
 
     @property
@@ -351,11 +379,16 @@ class OAuth2Provider:
     @hookimpl(optionalhook=True)
     def on_customer_cleared(self, customer: Customer) -> None:
         """When the pipeline clears a customer: forget its tokens at once and, with
-        ``revoke_on_clear``, queue their revocation for the plugin's worker thread."""
-        tokens = self._take_customer(customer.id)
-        s = self.settings
-        if s.revoke_on_clear and tokens and (s.revocation_endpoint or s.issuer):
+        ``revoke_on_clear``, queue their revocation for the plugin's worker thread (with those
+        a token-endpoint call under way gets for the customer afterwards)."""
+        revoke = self._revokes_on_clear()
+        tokens = self._take_customer(customer.id, revoke_late=revoke)
+        if revoke and tokens:
             self._revocations.later(customer.id, tokens)
+
+    def _revokes_on_clear(self) -> bool:
+        s = self.settings
+        return s.revoke_on_clear and bool(s.revocation_endpoint or s.issuer)
 
     @hookimpl
     def on_pipeline_closed(self, deadline: float) -> None:
@@ -387,18 +420,26 @@ class OAuth2Provider:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _take_customer(self, customer_id: str) -> list[tuple[str, str]]:
+    def _take_customer(self, customer_id: str, *, revoke_late: bool) -> list[tuple[str, str]]:
+        """Drop and return every token held for ``customer_id``, with the answers of its calls
+        under way; the later answers of those calls are revoked when ``revoke_late``."""
         with self._rt_lock:
             refresh = self._refresh_tokens.pop(customer_id, None)
             self._seeded_at.pop(customer_id, None)
             given = self._given.pop(customer_id, None)
-        responses = self._cache.forget_customer(customer_id)
+            responses = []
+            for fetching in self._fetching.get(customer_id, ()):
+                fetching.cleared, fetching.revoke = True, revoke_late
+                if fetching.response is not None:  # answered, not cached yet
+                    responses.append(fetching.response)
+        responses += self._cache.forget_customer(customer_id)
         if given is not None:
             responses.append(given[0])
         tokens: list[tuple[str, str]] = []
         if refresh is not None:
             tokens.append((refresh, "refresh_token"))
-        tokens.extend((r.access_token, "access_token") for r in responses)
+        for token in dict.fromkeys(r.access_token for r in responses):
+            tokens.append((token, "access_token"))
         return tokens
 
     def _subject_token(self, customer_id: str) -> str:
@@ -504,7 +545,12 @@ class OAuth2Provider:
         return []  # none, tls_client_auth: the client id, and the certificate on the connection
 
     def _fetch(
-        self, endpoint: str, customer_id: str, subject: str | None, deadline: float | None
+        self,
+        endpoint: str,
+        customer_id: str,
+        subject: str | None,
+        deadline: float | None,
+        fetching: _Fetching,
     ) -> TokenResponse:
         s = self.settings
         form: dict[str, Any] = {"grant_type": s.grant_type}
@@ -556,7 +602,7 @@ class OAuth2Provider:
             if s.grant not in ("refresh_token", "token_exchange"):
                 raise
             if refresh is not None:
-                self._spend(customer_id, refresh, None)
+                self._spend(customer_id, refresh)
             what = "refresh token" if refresh is not None else "site session token"
             raise SessionGoneError(
                 f"plugin 'oauth2': the token endpoint {exc.endpoint} refused the {what} of "
@@ -573,11 +619,38 @@ class OAuth2Provider:
             endpoint=describe_endpoint(endpoint),
             customer_id=customer_id if s.per_customer else None,
         )
-        if refresh is not None and response.refresh_token and response.refresh_token != refresh:
-            self._spend(customer_id, refresh, response.refresh_token)
+        new = response.refresh_token
+        rotated = new if refresh is not None and new and new != refresh else None
+        with self._rt_lock:
+            # One step with _take_customer's: the customer is cleared before or after this.
+            late = s.per_customer and fetching.cleared
+            if rotated is not None and refresh is not None:
+                self._retire(customer_id, refresh, None if late else rotated)
+            fetching.response = response
+        if late:
+            self._cleared_meanwhile(customer_id, response, rotated, fetching.revoke)
+            return response
+        if rotated is not None:
+            self._save_refresh_token(customer_id, rotated)
         if s.per_customer and s.on_token is not None:
             self._announce(customer_id, response)
         return response
+
+    def _cleared_meanwhile(
+        self, customer_id: str, response: TokenResponse, rotated: str | None, revoke: bool
+    ) -> None:
+        """The tokens of an answer that came for a customer cleared since it was asked for."""
+        tokens = [(response.access_token, "access_token")]
+        if rotated is not None:
+            tokens.insert(0, (rotated, "refresh_token"))
+        log.info(
+            "plugin 'oauth2': customer %r was cleared while its token was being fetched; the new "
+            "tokens are %s",
+            customer_id,
+            "revoked" if revoke else "dropped",
+        )
+        if revoke:
+            self._revocations.later(customer_id, tokens)
 
     def _announce(self, customer_id: str, response: TokenResponse) -> None:
         """Give ``on_token`` the customer's whole new token, with the refresh token to keep."""
@@ -641,19 +714,27 @@ class OAuth2Provider:
                 self._refresh_tokens.setdefault(customer_id, token)
         return token
 
-    def _spend(self, customer_id: str, old: str, new: str | None) -> None:
-        """Retire ``old``; store ``new`` unless the app set another token meanwhile."""
+    def _spend(self, customer_id: str, old: str) -> None:
+        """Retire ``old``, refused by the token endpoint."""
         with self._rt_lock:
-            self._spent[_digest(old)] = True
-            if self._refresh_tokens.get(customer_id) == old:
-                if new is None:
-                    del self._refresh_tokens[customer_id]
-                else:
-                    self._refresh_tokens[customer_id] = new
-            elif new is not None and customer_id not in self._refresh_tokens:
+            self._retire(customer_id, old, None)
+
+    def _retire(self, customer_id: str, old: str, new: str | None) -> None:
+        """Retire ``old``; store ``new`` unless the app set another token meanwhile. Holds
+        ``_rt_lock``."""
+        self._spent[_digest(old)] = True
+        if self._refresh_tokens.get(customer_id) == old:
+            if new is None:
+                del self._refresh_tokens[customer_id]
+            else:
                 self._refresh_tokens[customer_id] = new
+        elif new is not None and customer_id not in self._refresh_tokens:
+            self._refresh_tokens[customer_id] = new
+
+    def _save_refresh_token(self, customer_id: str, new: str) -> None:
+        """Give ``on_refresh_token`` the customer's new refresh token."""
         saver = self.settings.on_refresh_token
-        if new is not None and saver is not None:
+        if saver is not None:
             try:
                 saver(customer_id, new)
             except Exception as exc:

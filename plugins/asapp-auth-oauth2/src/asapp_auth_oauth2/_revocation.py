@@ -49,6 +49,7 @@ class Revocations:
         self._busy = 0  # jobs the worker has taken and not finished
         self._worker: threading.Thread | None = None
         self._cond = threading.Condition()
+        self._closed = False  # drained for good: the plugin is closed
 
     @property
     def pending(self) -> int:
@@ -61,8 +62,16 @@ class Revocations:
         return self._send(customer_id, tokens, time.monotonic() + self._timeout)
 
     def later(self, customer_id: str, tokens: list[tuple[str, str]]) -> None:
-        """Queue the revocation of ``tokens`` for the worker, and return at once."""
+        """Queue the revocation of ``tokens`` for the worker, and return at once; once drained,
+        forget them unrevoked (the plugin is closed and starts no worker)."""
         with self._cond:
+            if self._closed:
+                log.warning(
+                    "plugin 'oauth2' is closed: the tokens of customer %r are forgotten without "
+                    "being revoked",
+                    customer_id,
+                )
+                return
             if len(self._jobs) >= self._max_pending:
                 log.warning(
                     "plugin 'oauth2': %d revocations are queued already; the tokens of customer "
@@ -80,8 +89,10 @@ class Revocations:
 
     def drain(self, deadline: float) -> int:
         """Wait until the queue is done or ``deadline`` (``time.monotonic()``) passes, then drop
-        what is still queued. Returns how many revocations were left, queued or under way."""
+        what is still queued and take no more. Returns how many revocations were left, queued
+        or under way."""
         with self._cond:
+            self._closed = True
             self._cond.wait_for(
                 lambda: not self._jobs and not self._busy,
                 timeout=max(0.0, deadline - time.monotonic()),
