@@ -6,9 +6,9 @@ and ``/device`` (where the device's code is entered). ``/api/me`` is a resource 
 access token this server issued, as the platform would.
 
 Every way a server can go wrong for the client is a knob: ``id_token_claims`` overrides claims,
-``id_token_alg`` and ``signing_key`` sign otherwise, ``redirect_state`` answers another state,
-``advertise_iss`` and ``iss_param`` are RFC 9207's, ``slow_down`` answers slow_down that many
-times.
+``id_token_alg`` and ``signing_key`` sign otherwise, ``redirect_state`` answers another state
+(``""``: none), ``advertise_iss`` and ``iss_param`` are RFC 9207's, ``slow_down`` answers
+slow_down that many times.
 """
 
 from __future__ import annotations
@@ -330,7 +330,9 @@ class _LoginHandler(_Handler):
         if location is not None:
             parts = urlsplit(location)
             answer = dict(parse_qsl(parts.query))
-            if auth.redirect_state is not None:
+            if auth.redirect_state == "":
+                del answer["state"]
+            elif auth.redirect_state is not None:
                 answer["state"] = auth.redirect_state
             if auth.iss_param is not None:
                 answer["iss"] = auth.iss_param

@@ -159,20 +159,44 @@ def test_a_session_gone_later_logs_the_customer_in_again(
     assert login_server.calls["authorization_code"] == 2
 
 
-def test_a_redirect_with_another_state_is_refused(make: Any, login_server: LoginServer) -> None:
-    """A redirect whose state is not this login's is refused, naming the redirect URI, and its
-    code is never exchanged."""
-    login_server.redirect_state = "forged-by-a-web-page"
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("forged-by-a-web-page", "carried another state than the"),
+        ("", "carried no state, unlike the"),
+    ],
+)
+def test_a_redirect_with_another_state_is_refused(
+    make: Any, login_server: LoginServer, state: str, said: str
+) -> None:
+    """A redirect whose state is not this login's, or that has none, is refused, naming the
+    redirect URI, and its code is never exchanged."""
+    login_server.redirect_state = state
     plugin = plugin_for(make, login_server)
     pipeline = pipeline_for(plugin, login_server)
     with pytest.raises(StateMismatchError) as caught:
         me(pipeline, login_server)
     assert caught.value.endpoint.startswith("http://127.0.0.1:")
     assert caught.value.error == "state_mismatch"
-    assert "another state" in str(caught.value)
+    assert said in str(caught.value)
     assert login_server.calls["authorization_code"] == 0
     assert pipeline.customer is None
     assert plugin.login.open_browser.pages == [400]
+    assert_no_secret(caught.value, login_server)
+
+
+def test_a_refusal_with_another_state_is_a_state_mismatch(
+    make: Any, login_server: LoginServer
+) -> None:
+    """An access_denied redirect with another state is refused as not this login's: a page that
+    forges the refusal cannot pass for the customer's answer."""
+    login_server.login_as = None
+    login_server.redirect_state = "forged-by-a-web-page"
+    pipeline = pipeline_for(plugin_for(make, login_server), login_server)
+    with pytest.raises(StateMismatchError) as caught:
+        me(pipeline, login_server)
+    assert caught.value.error == "state_mismatch"
+    assert caught.value.endpoint.startswith("http://127.0.0.1:")
     assert_no_secret(caught.value, login_server)
 
 

@@ -244,9 +244,9 @@ def _check(  # noqa: PLR0917 - private, one call site
     if got is None or not hmac.compare_digest(got.encode(), state.encode()):
         raise StateMismatchError(
             f"plugin 'oauth2': the login redirect to {redirect_uri} carried "
-            + ("no state" if got is None else "another state")
-            + f" than the request sent to {shown}: it was not this login's answer (a forged "
-            "or stale redirect) and was refused; log in again",
+            + ("no state, unlike" if got is None else "another state than")
+            + f" the request sent to {shown}: it was not this login's answer (a forged or "
+            "stale redirect) and was refused; log in again",
             endpoint=redirect_uri,
             error="state_mismatch",
         )
