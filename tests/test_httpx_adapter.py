@@ -44,9 +44,10 @@ class LoginHandler:
     def on_login_required(self, customer: Customer | None, reason: str) -> bool | None:
         self.calls.append((None if customer is None else customer.id, reason))
         if self.set_it:
-            # The app logs the customer in elsewhere and sets it from that thread.
-            threading.Timer(
-                0.05, self.pipeline.set_customer, (self.customer_id, self.provider)
+            # The app logs the customer in elsewhere and sets it from that thread, before or
+            # after this returns: the requests go on as that customer either way.
+            threading.Thread(
+                target=self.pipeline.set_customer, args=(self.customer_id, self.provider)
             ).start()
         return self.answer
 
