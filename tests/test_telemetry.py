@@ -365,6 +365,56 @@ def test_shared_cache_lock_wait_and_adoption(
     assert adopt.parent.span_id == refreshes[1].context.span_id
 
 
+def test_an_async_refresh_is_a_child_of_the_callers_span(
+    telemetry: TelemetryCapture, platform: FakePlatform, pipeline: AuthPipeline
+) -> None:
+    """Under asyncio the refresh runs in a worker thread, in the caller's context: its span is a
+    child of the span current where the context was asked for."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    tracer = telemetry.tracer_provider.get_tracer("app")
+
+    async def main() -> None:
+        with tracer.start_as_current_span("app request"):
+            await pipeline.aget_context()
+
+    asyncio.run(main())
+    (app,) = telemetry.spans("app request")
+    (refresh,) = telemetry.spans("asapp_auth.refresh")
+    assert refresh.parent is not None
+    assert refresh.parent.span_id == app.context.span_id
+
+
+def test_cache_hits_from_many_threads_add_up_while_collected(
+    telemetry: TelemetryCapture,
+) -> None:
+    """8 threads count 5,000 hits each while another thread collects: exactly 40,000."""
+    recorder = telemetry_module.ACTIVE
+    assert recorder is not None
+    start = threading.Barrier(9)
+    done = threading.Event()
+
+    def hits() -> None:
+        start.wait()
+        for _ in range(5000):
+            recorder.hit("httpx")
+
+    def collect() -> None:
+        start.wait()
+        while not done.is_set():
+            telemetry.points()
+
+    threads = [threading.Thread(target=hits) for _ in range(8)]
+    collector = threading.Thread(target=collect)
+    for thread in (*threads, collector):
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    collector.join()
+    assert telemetry.value(HITS, adapter="httpx") == 40_000
+    assert telemetry.value(HITS, adapter="httpx") == 40_000  # a read changes nothing
+
+
 # -- costs and switches -------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ and is then given up unasked.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,11 +33,13 @@ def spawn(target: Callable[..., object], *args: object, bounded: bool = True) ->
 
     ``bounded=False``: the target takes a slot itself, only around the provider call
     (``provider_slot``), so waiting for another process (a shared cache's lock) holds up no other
-    customer.
+    customer. It runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so the
+    caller's context variables, such as its current OpenTelemetry span, hold there too.
     """
+    run = contextvars.copy_context().run
     threading.Thread(
-        target=_bounded if bounded else target,
-        args=(target, *args) if bounded else args,
+        target=run,
+        args=(_bounded, target, *args) if bounded else (target, *args),
         daemon=True,
         name="asapp-auth-provider",
     ).start()
