@@ -187,6 +187,29 @@ def test_an_async_resend_carries_its_count(
     assert [_attributes(s).get("http.request.resend_count") for s in sends] == [None, None, 1]
 
 
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_a_resent_request_carries_its_count_in_its_extensions(
+    module: str, platform: FakePlatform, pipeline: AuthPipeline
+) -> None:
+    """httpx and httpx2 alike: the request sent again after a 401 has its resend count where the
+    instrumentation's hooks read it; a request sent once has none."""
+    client_module = pytest.importorskip(module)
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    if module == "httpx":
+        auth: Any = pipeline
+    else:
+        from asapp_auth.httpx2 import Httpx2Auth
+
+        auth = Httpx2Auth(pipeline)
+    with client_module.Client(auth=auth) as client:
+        first = client.get(f"{platform.url}/v1/account")
+        platform.expire()
+        resent = client.get(f"{platform.url}/v1/account")
+    assert "asapp_auth.resend_count" not in first.request.extensions
+    assert resent.status_code == 200
+    assert resent.request.extensions["asapp_auth.resend_count"] == 1
+
+
 class _Raises:
     def __call__(self, needs_refresh: bool) -> AuthContext:
         raise ValueError("the s3cr3t store for alice is down")
