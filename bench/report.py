@@ -192,8 +192,11 @@ def stampede_adapters_target(data: dict[str, Any]) -> tuple[str, str, str, str]:
 
 def shared_cache_target(data: dict[str, Any]) -> tuple[str, str, str, str]:
     fleet = data["fleet"]
-    shared = "shared (RedisContextCache)"
-    calls = max(fleet[plan]["on expiry"][shared]["token_calls_max"] for plan in fleet)
+    # One server and, where measured, a 3-primary cluster: each must make one call.
+    shared = [c for c in next(iter(fleet.values()))["on expiry"] if c.startswith("shared")]
+    calls = max(
+        fleet[plan]["on expiry"][cache]["token_calls_max"] for plan in fleet for cache in shared
+    )
     failed = sum(
         figures["failures"]
         for cases in fleet.values()
@@ -203,7 +206,8 @@ def shared_cache_target(data: dict[str, Any]) -> tuple[str, str, str, str]:
     return (
         SCENARIOS["shared_cache"],
         f"one token call for {data['processes']} processes x {data['callers']} requests at a "
-        "token expiry, and no failed request",
+        f"token expiry (one server{' and a cluster' if len(shared) > 1 else ''}), and no "
+        "failed request",
         f"{calls:g} token call(s) at most; {failed:,} failed",
         verdict(calls == 1 and failed == 0),
     )
