@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -447,6 +448,91 @@ def test_a_proof_never_reaches_another_origin(
     session.request("GET", f"{platform.url}/redirect?to={target}&status=307")
     assert "X-Proof" in platform.received[0].headers
     assert "X-Proof" not in elsewhere.received[0].headers
+
+
+class HopProofs:
+    """A request_proof plugin whose proofs name the method and URL they were made for and a jti
+    of their own, as a DPoP proof's htm, htu and jti do (RFC 9449 §4.2)."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def request_proof(self, method: str, url: str) -> dict[str, str]:
+        proof = f"{method} {url} {uuid.uuid4().hex}"
+        with self._lock:
+            self.made.append(proof)
+        return {"X-Proof": proof}
+
+
+@pytest.mark.parametrize(
+    ("status", "hop_method"),
+    [(301, "GET"), (302, "GET"), (303, "GET"), (307, "POST"), (308, "POST")],
+)
+def test_a_redirect_within_the_origins_gets_a_proof_made_for_its_hop(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, status: int, hop_method: str
+) -> None:
+    """A same-origin hop carries a new proof naming the hop's own method (a POST turned into a
+    GET by a 301, 302 or 303) and URL without query, with a jti no other request had."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    proofs = HopProofs()
+    pipeline.register(proofs)
+    hop = f"{platform.url}/v1/echo?page=2"
+    start = f"{platform.url}/redirect?to={quote(hop)}&status={status}"
+    result = session.request("POST", start, json={"n": 1})
+    assert result.status == 200
+    assert json.loads(result.body)["method"] == hop_method
+    sent = [r.headers["X-Proof"].split() for r in platform.received]
+    assert [(method, url) for method, url, _ in sent] == [
+        ("POST", f"{platform.url}/redirect"),
+        (hop_method, f"{platform.url}/v1/echo"),
+    ]
+    assert sent[0][2] != sent[1][2]
+    assert [" ".join(proof) for proof in sent] == proofs.made
+
+
+def test_each_hop_of_a_chain_gets_its_own_proof_and_none_leaves_the_origins(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """platform -> platform -> platform -> elsewhere: three proofs, one per hop to the
+    platform, each for that hop's URL; the hop elsewhere carries none, nor any proof made."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    proofs = HopProofs()
+    pipeline.register(proofs)
+    last = f"{elsewhere.url}/public"
+    third = f"{platform.url}/redirect?to={quote(last)}&status=307"
+    second = f"{platform.url}/redirect?to={quote(third)}&status=302"
+    first = f"{platform.url}/redirect?to={quote(second)}&status=303"
+    assert session.request("GET", first).status == 200
+    sent = [r.headers["X-Proof"] for r in platform.received]
+    assert len(sent) == len({proof.split()[2] for proof in sent}) == 3
+    assert sent == proofs.made
+    assert all(proof.split()[1] == f"{platform.url}/redirect" for proof in sent)
+    received = elsewhere.received[0]
+    assert "X-Proof" not in received.headers
+    assert not any(proof in json.dumps(dict(received.headers)) for proof in proofs.made)
+
+
+def test_requests_history_keeps_the_proof_each_request_was_sent_with(
+    pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """requests builds a hop from the request before it: that request lends it the hop's proof,
+    and ``history`` still shows what each request was sent with."""
+    import requests
+
+    from asapp_auth.requests import RequestsAuth
+
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    proofs = HopProofs()
+    pipeline.register(proofs)
+    second = f"{platform.url}/redirect?to={quote(platform.url + '/public')}&status=307"
+    with requests.Session() as client:
+        client.auth = RequestsAuth(pipeline)
+        response = client.get(f"{platform.url}/redirect?to={quote(second)}&status=302")
+    shown = [r.request.headers["X-Proof"] for r in (*response.history, response)]
+    assert shown == [r.headers["X-Proof"] for r in platform.received] == proofs.made
+    assert len(set(shown)) == 3
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,40 @@ from .context import _BAD_HEADER_VALUE, _TOKEN, AuthContext
 from .customer import Customer
 from .errors import ProviderError
 
-__all__ = ["Classifies", "Proofs", "classifier_of", "proofs_of"]
+__all__ = ["Classifies", "Proof", "Proofs", "classifier_of", "proofs_of"]
 
 Proofs = Callable[[Customer, AuthContext, str, str], tuple[tuple[str, str], ...]]
 Classifies = Callable[
     [Customer | None, AuthContext | None, int, Mapping[str, str], str], Verdict | None
 ]
+
+
+class Proof:
+    """The per-request headers one request carries, and what makes them again for a redirect hop
+    within the configured origins: a DPoP proof names one request's method and URL, once."""
+
+    __slots__ = ("_context", "_customer", "_proofs", "headers")
+
+    def __init__(
+        self,
+        proofs: Proofs,
+        customer: Customer,
+        context: AuthContext,
+        headers: tuple[tuple[str, str], ...],
+    ) -> None:
+        self._proofs, self._customer, self._context = proofs, customer, context
+        self.headers = headers
+
+    def names(self) -> frozenset[str]:
+        """The lowercased names of the headers."""
+        return frozenset(name.lower() for name, _ in self.headers)
+
+    def for_hop(self, method: str, url: str) -> tuple[tuple[str, str], ...]:
+        """New headers for a hop to ``method url`` (``url`` without query or fragment)."""
+        return self._proofs(self._customer, self._context, method, url)
+
+    def __repr__(self) -> str:
+        return f"<Proof of {len(self.headers)} header(s)>"
 
 
 def proofs_of(manager: pluggy.PluginManager) -> Proofs | None:

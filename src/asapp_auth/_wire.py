@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from ._proofs import Proof
 from .cache import CachedContext, MemoryContextCache
-from .origins import _DEFAULT_PORTS, Origin, format_origin
+from .origins import _DEFAULT_PORTS, Origin, format_origin, htu_of
 
 if TYPE_CHECKING:
     from .customer import Customer
@@ -140,7 +141,10 @@ class Wire(Generic[Req, Resp]):
                 # A copy: a headers-only context shares one attachment between its requests.
                 # No longer Authorization alone: the client would carry the proof elsewhere.
                 attachment = replace(
-                    attachment, headers=(*attachment.headers, *extra), authorization_only=False
+                    attachment,
+                    headers=(*attachment.headers, *extra),
+                    authorization_only=False,
+                    proof=Proof(proofs, customer, entry.context, extra),
                 )
                 attachment.guard_data = None
         self.guard(request, attachment)
@@ -148,9 +152,7 @@ class Wire(Generic[Req, Resp]):
 
     def htu(self, request: Req) -> str:
         """The request's URL without query or fragment (what a DPoP proof signs)."""
-        url = str(request.url)  # type: ignore[attr-defined]
-        end = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
-        return url[:end]
+        return htu_of(str(request.url))  # type: ignore[attr-defined]
 
     def guard(self, request: Req, attachment: Any) -> None:
         """Keep ``attachment`` off redirects to other origins, as this client needs."""

@@ -56,6 +56,8 @@ class Attachment:
     authorization_only: bool = False
     # The redirect guard's encoded form of the above, and guards kept for reuse (origins.py).
     guard_data: Any = field(default=None, repr=False)
+    # The request_proof headers among ``headers``, made again for each redirect hop (_proofs).
+    proof: Any = field(default=None, repr=False)
 
 
 class Attacher(Protocol):

@@ -131,8 +131,9 @@ def request_proof(
     a DPoP proof (RFC 9449), a request signature.
 
     Called by the pipeline, through every client adapter, just before a request that carries the
-    context is sent, each retry included; ``method`` is the request's method and ``url`` its URL
-    without query or fragment (DPoP's ``htu``). It runs on the request path, on the event loop for
+    context is sent, each retry and each redirect hop within the configured origins included;
+    ``method`` is the request's (or hop's) method and ``url`` its URL without query or fragment
+    (DPoP's ``htu``). It runs on the request path, on the event loop for
     async clients: keep it fast and never block. Return ``None`` to add nothing. Every
     implementation is called and their headers are added; they are taken off before a retry and
     kept off other origins like the context's own headers. With no implementation registered,

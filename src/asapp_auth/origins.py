@@ -23,6 +23,7 @@ from . import _telemetry
 from .errors import ConfigurationError, RedirectBlockedError
 
 if TYPE_CHECKING:
+    from ._proofs import Proof
     from .attach import Attachment
 
 __all__ = ["Origin", "format_origin", "origin_of", "parse_origins"]
@@ -52,6 +53,12 @@ def format_origin(origin: Origin) -> str:
         if _DEFAULT_PORTS.get(scheme) == port
         else f"{scheme}://{shown}:{port}"
     )
+
+
+def htu_of(url: str) -> str:
+    """``url`` without query or fragment (a DPoP proof's ``htu``)."""
+    end = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    return url[:end]
 
 
 def parse_origins(values: Iterable[str]) -> frozenset[Origin]:
@@ -92,7 +99,7 @@ def _hop_origin(request: Any) -> Origin:
 
 
 class _Guard:
-    __slots__ = ("_allowed", "_cookies", "_headers", "_in_body", "_inner")
+    __slots__ = ("_allowed", "_cookies", "_headers", "_in_body", "_inner", "_proof", "_sent")
 
     def __init__(
         self,
@@ -104,6 +111,9 @@ class _Guard:
         self._headers, self._cookies = _encoded(attachment)
         self._in_body = attachment.in_body
         self._inner = inner
+        self._proof: Proof | None = attachment.proof
+        # Set by the first send, the request the proof was made for: every send after it is a hop.
+        self._sent = False
 
     def _check(self, event: str, info: dict[str, Any]) -> None:
         if not event.endswith(_HEADERS_EVENT) or "request" not in info:
@@ -114,6 +124,8 @@ class _Guard:
         headers = request.headers
         origin = _hop_origin(request)
         if origin in self._allowed:
+            if self._proof is not None:
+                self._prove(request)
             if self._cookies:
                 # httpx rebuilds Cookie from its jar on every hop: put ours back.
                 _restore_cookies(headers, self._cookies)
@@ -140,6 +152,35 @@ class _Guard:
             headers[:] = kept
             _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "removed"})
             log.info("context removed from a redirect to %s", format_origin(origin))
+
+    def _prove(self, request: Any) -> None:
+        """On a hop within the origins, replace the proof the hop carries with one made for it:
+        httpx copies the first request's headers to every hop."""
+        if not self._sent:
+            self._sent = True
+            return
+        proof = self._proof
+        assert proof is not None
+        headers = request.headers
+        carried = frozenset((n.lower().encode(), v.encode()) for n, v in proof.headers)
+        if not any((bytes(n).lower(), bytes(v)) in carried for n, v in headers):
+            return  # taken off with the context (a retry as nobody): nothing to prove
+        fresh = proof.for_hop(bytes(request.method).decode("ascii"), _hop_htu(request))
+        names = {name.encode() for name in proof.names()}
+        headers[:] = [(n, v) for n, v in headers if bytes(n).lower() not in names]
+        headers.extend((name.encode(), value.encode()) for name, value in fresh)
+
+
+def _hop_htu(request: Any) -> str:
+    """The hop's URL without query or fragment, as ``str(httpx.URL)`` writes it."""
+    url = request.url  # an httpcore.URL
+    target = bytes(url.target).decode("ascii")
+    if target.startswith(("http://", "https://")):  # absolute form, through a forward proxy
+        return htu_of(target)
+    host = bytes(url.host).decode("ascii")
+    shown = f"[{host}]" if ":" in host else host
+    port = "" if url.port is None else f":{url.port}"
+    return htu_of(f"{bytes(url.scheme).decode('ascii')}://{shown}{port}{target}")
 
 
 def _encoded(attachment: Attachment) -> tuple[frozenset[tuple[bytes, bytes]], frozenset[bytes]]:

@@ -11,19 +11,25 @@ calls for every response, each redirect hop included:
   every header and cookie the pipeline put on the request it is about to copy, and refuses a hop
   that would carry a context merged into the body (``RedirectBlockedError``);
 - requests drops ``Cookie`` on every hop and rebuilds it from its jars, so on a hop to the same
-  origin the hook puts the context's cookies in that request's own jar (never the session's).
+  origin the hook puts the context's cookies in that request's own jar (never the session's);
+- requests builds a hop as a copy of the request before it, so on a hop within the origins the
+  hook puts on that request a proof (``request_proof``) made for the hop's method and URL, and
+  gives the request its own proof back when the hop's response comes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from http.cookiejar import Cookie
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlparse
 
 import requests
 from requests.auth import AuthBase
 from requests.models import REDIRECT_STATI
+from requests.sessions import SessionRedirectMixin
+from requests.utils import requote_uri
 from urllib3.util import parse_url
 
 from . import _flow, _telemetry
@@ -31,13 +37,16 @@ from ._wire import Wire, is_json, register_access, target_keys
 from .attach import Attachment
 from .classify import REFUSALS
 from .errors import RedirectBlockedError
-from .origins import _DEFAULT_PORTS, Origin, format_origin
+from .origins import _DEFAULT_PORTS, Origin, format_origin, htu_of
 from .pipeline import AuthPipeline, CustomerAuth, adapter_target
 
 __all__ = ["RequestsAuth"]
 
 # A hook keyword requests did not pass: left out when the request is sent again.
 _UNSET: Any = object()
+_Lent = tuple[requests.PreparedRequest, list[tuple[str, str]], tuple[str, ...]]
+# requests' own reading of a redirect (its target, the hop's method): it keeps no state.
+_REDIRECTS = SessionRedirectMixin()
 # Prefixes ("scheme://netloc") already judged, for the cached path: a dict lookup instead of
 # parsing every URL. Bounded: cleared when full.
 _PREFIXES_MAX = 1024
@@ -158,7 +167,7 @@ class _Exchange:
     hook that requests calls for each of them. ``state`` is what is on the request last sent:
     (customer, generation, entry, attachment); ``steps``, a flow waiting for a response."""
 
-    __slots__ = ("_auth", "_left", "state", "steps")
+    __slots__ = ("_auth", "_left", "_lent", "state", "steps")
 
     def __init__(self, auth: RequestsAuth, state: Any) -> None:
         self._auth = auth
@@ -166,6 +175,9 @@ class _Exchange:
         self.steps: Generator[Any, Any, Any] | None = None
         # Set once a redirect left the platform's origins: nothing of ours goes further.
         self._left = False
+        # A request whose headers hold the proof made for the hop copied from it: the request, its
+        # own proof headers, and the names of the hop's.
+        self._lent: _Lent | None = None
 
     def start(self, request: requests.PreparedRequest) -> None:
         auth = self._auth
@@ -186,6 +198,8 @@ class _Exchange:
         proxies: Any = _UNSET,
         **more: Any,
     ) -> requests.Response:
+        if self._lent is not None:
+            self._give_back()
         if self._left:
             return response
         auth = self._auth
@@ -229,10 +243,13 @@ class _Exchange:
         if attachment is None:
             return response
         request: requests.PreparedRequest = response.request
-        origin = _origin(urljoin(response.url, response.headers["location"]))
+        hop = _hop_url(response)
+        origin = _origin(hop)
         if origin in self._auth._wire.origins:
             if attachment.cookies:
                 _cookies_into_jar(request, attachment, origin)
+            if attachment.proof is not None:
+                self._lend(request, response, attachment.proof, hop)
             return response
         keeps_body = response.status_code in (307, 308)
         if attachment.in_body and keeps_body and request.body:
@@ -248,6 +265,44 @@ class _Exchange:
         _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "removed"})
         self._left = True
         return response
+
+    def _lend(
+        self, request: requests.PreparedRequest, response: requests.Response, proof: Any, hop: str
+    ) -> None:
+        """Put on ``request``, which requests copies to build the hop, a proof made for the hop's
+        method and URL; ``_give_back`` restores the request's own when the hop is answered."""
+        headers = request.headers
+        own = [(name, headers[name]) for name, _ in proof.headers if name in headers]
+        if not own:
+            return  # taken off with the context: nothing to prove
+        probe: Any = SimpleNamespace(method=request.method)
+        _REDIRECTS.rebuild_method(probe, response)
+        fresh = proof.for_hop(probe.method, htu_of(hop))
+        for name, _ in own:
+            del headers[name]
+        for name, value in fresh:
+            headers[name] = value
+        self._lent = (request, own, tuple(name for name, _ in fresh))
+
+    def _give_back(self) -> None:
+        assert self._lent is not None
+        (request, own, lent), self._lent = self._lent, None
+        headers = request.headers
+        for name in lent:
+            headers.pop(name, None)
+        for name, value in own:
+            headers[name] = value
+
+
+def _hop_url(response: requests.Response) -> str:
+    """The URL requests gives the hop it builds for the redirect ``response``, as
+    ``Session.resolve_redirects`` writes it (the fragment aside)."""
+    url = _REDIRECTS.get_redirect_target(response) or ""
+    if url.startswith("//"):
+        url = f"{urlparse(response.url).scheme}:{url}"
+    parsed = urlparse(url)
+    url = parsed.geturl()
+    return requote_uri(url) if parsed.netloc else urljoin(response.url, requote_uri(url))
 
 
 def _send_again(

@@ -305,6 +305,23 @@ def test_the_token_and_proof_never_reach_another_origin(
         other.stop()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_redirect_within_the_resource_origin_is_accepted_with_a_proof_for_its_hop(
+    make: Any, auth: AuthServer, gate: TokenGate, resource: ResourceServer, kind: str
+) -> None:
+    """A 302 from ``/hop`` to ``/api/one`` on the same server: the hop's proof names
+    ``/api/one`` with a new jti, so the server that checks htm, htu and replays serves it."""
+    pipeline = pipeline_for(dpop_plugin(make, auth), resource.url)
+    with opened(kind, pipeline) as client:
+        result = client.get(f"{resource.url}/hop?to={resource.url}/api/one")
+    assert result.status == 200
+    assert resource.verifier.refusals == []
+    assert resource.served == ["/api/one"]
+    first, hop = (claims_of(proof or "")[1] for _, proof in resource.received)
+    assert (first["htu"], hop["htu"]) == (f"{resource.url}/hop", f"{resource.url}/api/one")
+    assert first["jti"] != hop["jti"]
+
+
 def test_a_key_from_a_pem_file_signs_the_proofs(
     make: Any, auth: AuthServer, gate: TokenGate, tmp_path: Path
 ) -> None:
