@@ -609,6 +609,48 @@ def test_a_switch_while_a_context_is_fetched_sends_nothing_as_the_old_customer(
     assert {r.customer_id for r in platform.received} == {"bob"}
 
 
+def test_a_retry_after_a_clear_during_its_refresh_carries_nothing_of_the_old_customer(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform
+) -> None:
+    """A request refused while the customer is cleared during its refresh goes again as nobody:
+    no token, header or cookie of the old customer is on it."""
+    entered, release = threading.Event(), threading.Event()
+    token = platform.issue_token("alice")
+
+    def provider(needs_refresh: bool) -> dict[str, Any]:
+        if needs_refresh:
+            entered.set()
+            assert release.wait(30), "the test never released the provider"
+        return {
+            "Auth": {
+                "Token": token,
+                "Headers": {"X-Session": "hdr-s3cr3t"},
+                "Cookies": {"sid": "ck-s3cr3t"},
+            }
+        }
+
+    pipeline.load("alice", provider)
+    assert session.request("GET", f"{platform.url}/v1/account").status == 200
+    platform.expire()
+    errors: list[Exception] = []
+
+    def refused() -> None:
+        try:
+            session.request("GET", f"{platform.url}/v1/account")
+        except LoginRequiredError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=refused)
+    worker.start()
+    assert entered.wait(30)
+    pipeline.clear()
+    release.set()
+    worker.join(30)
+    assert len(errors) == 1
+    assert len(platform.received) == 3
+    _carries_nothing(platform.received[2], token)
+
+
 def test_refresh_ahead_runs_in_the_background_while_the_context_is_served(
     session: Session, platform: FakePlatform
 ) -> None:

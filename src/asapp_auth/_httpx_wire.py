@@ -12,7 +12,14 @@ from typing import Any
 
 from ._telemetry import RESEND_EXTENSION
 from ._wire import Wire, is_json, register_access, target_keys
-from .origins import AsyncRedirectGuard, Origin, RedirectGuard, install_guard, origin_of
+from .origins import (
+    AsyncRedirectGuard,
+    Origin,
+    RedirectGuard,
+    install_guard,
+    origin_of,
+    remove_guard,
+)
 
 __all__ = ["HttpxWire", "register_httpx_module"]
 
@@ -70,6 +77,12 @@ class HttpxWire(Wire[Any, Any]):
             self._upgrades and self._key(request) in self._upgrades
         ):
             install_guard(request, self.origins, attachment, self._guard_type)
+
+    def detach(self, request: Any, attachment: Any) -> None:
+        super().detach(request, attachment)
+        # The guard goes with the attachment: left on a request resent as nobody, it would put
+        # the old context's cookies back as the headers go out.
+        remove_guard(request)
 
     def answered_elsewhere(self, request: Any, response: Any) -> bool:
         last = response.request

@@ -258,3 +258,13 @@ def install_guard(
         instance = guard(allowed, attachment, inner)
     # A new dict: the caller's own extensions mapping may be shared between requests.
     request.extensions = {**request.extensions, "trace": instance}
+
+
+def remove_guard(request: httpx.Request) -> None:
+    """Take ``install_guard``'s guard off ``request``, keeping the trace it chained to."""
+    guard = request.extensions.get("trace")
+    if isinstance(guard, _Guard):
+        extensions = {k: v for k, v in request.extensions.items() if k != "trace"}
+        if guard._inner is not None:
+            extensions["trace"] = guard._inner
+        request.extensions = extensions
