@@ -69,6 +69,21 @@ def opened(kind: str, pipeline: AuthPipeline) -> Iterator[Any]:
         client.close()
 
 
+def write_pem(path: Path, key: Any, passphrase: bytes | None = None) -> bytes:
+    """Write ``key`` to ``path`` as a PKCS#8 PEM, encrypted with ``passphrase``; its text."""
+    encryption: Any = (
+        serialization.NoEncryption()
+        if passphrase is None
+        else serialization.BestAvailableEncryption(passphrase)
+    )
+    pem: bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    path.write_bytes(pem)
+    SECRETS.add(pem.decode())
+    return pem
+
+
 def claims_of(jws: str) -> tuple[dict[str, Any], dict[str, Any]]:
     import base64
 
@@ -328,14 +343,9 @@ def test_a_key_from_a_pem_file_signs_the_proofs(
     """``dpop_key`` (a PEM path, an encrypted key with its passphrase) is the key tokens are
     bound to; its algorithm follows the key."""
     key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"pass-phrase-1"),
-    )
     path = tmp_path / "dpop.pem"
-    path.write_bytes(pem)
-    SECRETS.update({pem.decode(), "pass-phrase-1"})
+    write_pem(path, key, b"pass-phrase-1")
+    SECRETS.add("pass-phrase-1")
     plugin = dpop_plugin(make, auth, dpop_key=str(path), dpop_key_passphrase="pass-phrase-1")
     context = plugin.provide_context(Customer("alice"), False, None)
     token = context["Auth"]["Headers"]["Authorization"].removeprefix("DPoP ")
@@ -349,13 +359,7 @@ def test_a_key_from_a_pem_file_signs_the_proofs(
 def test_dpop_settings_problems_are_reported_together_in_file_order(tmp_path: Path) -> None:
     """Every DPoP setting problem at once, in the order given, each naming its setting."""
     rsa_path = tmp_path / "p384.pem"
-    rsa_path.write_bytes(
-        ec.generate_private_key(ec.SECP384R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_pem(rsa_path, ec.generate_private_key(ec.SECP384R1()))
     with pytest.raises(ConfigurationError) as caught:
         OAuth2Provider(
             dpop_algorithm="RS256",
@@ -420,3 +424,24 @@ def test_no_proof_or_token_in_the_logs_at_debug(
         assert client.get(f"{resource.url}/api/one").status_code == 200
     assert len(gate.verifier.proofs) == 2
     assert len(resource.verifier.proofs) == 2
+
+
+def test_a_wrong_dpop_key_passphrase_is_blamed_on_that_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encrypted dpop_key with a passphrase that does not open it names
+    dpop_key_passphrase, as signing_key's does, and shows neither the key nor the passphrase."""
+    path = tmp_path / "dpop.pem"
+    write_pem(path, ec.generate_private_key(ec.SECP256R1()), b"the-right-passphrase")
+    SECRETS.update({"the-right-passphrase", "a-wrong-passphrase"})
+    monkeypatch.setenv("OAUTH2_TEST_DPOP_PASSPHRASE", "a-wrong-passphrase")
+    with pytest.raises(ConfigurationError) as caught:
+        OAuth2Provider(
+            token_endpoint="https://as.example/token",
+            client_id="app",
+            dpop=True,
+            dpop_key=str(path),
+            dpop_key_passphrase="env:OAUTH2_TEST_DPOP_PASSPHRASE",
+        )
+    assert "setting 'dpop_key_passphrase' does not decrypt 'dpop_key'" in str(caught.value)
+    assert "a-wrong-passphrase" not in str(caught.value)

@@ -249,7 +249,7 @@ def test_rotated_token_from_the_app_is_not_sent_twice(make: Any, auth: AuthServe
     with pytest.raises(SessionGoneError):
         plugin.provide_context(Customer("alice"), False, None)  # no refresh token at all now
     plugin2_calls = auth.token_calls
-    plugin._refresh_tokens["alice"] = seed  # as if the app's store gave the old one back
+    plugin._tokens.refresh_tokens["alice"] = seed  # as if the app's store gave the old one back
     with pytest.raises(SessionGoneError, match="never sent twice"):
         plugin.provide_context(Customer("alice"), False, None)
     assert auth.token_calls == plugin2_calls
@@ -319,7 +319,7 @@ def test_revocation_revokes_the_customer_tokens(make: Any, auth: AuthServer) -> 
     )
     plugin.set_refresh_token("alice", auth.login("app", "alice"))
     access = token_of(plugin.provide_context(Customer("alice"), False, None))
-    refresh = plugin._refresh_tokens["alice"]
+    refresh = plugin._tokens.refresh_tokens["alice"]
     plugin.on_customer_cleared(Customer("alice"))
     with pytest.raises(SessionGoneError):  # forgotten at once
         plugin.provide_context(Customer("alice"), False, None)
@@ -367,7 +367,7 @@ def test_pipeline_clear_revokes_through_on_customer_cleared(make: Any, auth: Aut
     plugin.set_refresh_token("alice", auth.login("app", "alice"))
     pipeline.load(customer_id="alice")
     access = token_of(pipeline.get_context())
-    refresh = plugin._refresh_tokens["alice"]
+    refresh = plugin._tokens.refresh_tokens["alice"]
     pipeline.clear()
     assert pipeline.get_context() is None
     pipeline.close()  # waits for the revocation the plugin queued

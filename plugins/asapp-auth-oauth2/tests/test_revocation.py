@@ -52,7 +52,7 @@ def logged_in(plugin: Any, server: AuthServer, customer: str = "alice") -> AuthP
 
 
 def tokens_of(plugin: Any, server: AuthServer, customer: str = "alice") -> set[str]:
-    refresh = plugin._refresh_tokens[customer]
+    refresh = plugin._tokens.refresh_tokens[customer]
     return {server.by_refresh[refresh].access_token, refresh}
 
 
@@ -268,7 +268,7 @@ def test_tokens_answered_after_their_customer_was_cleared_are_revoked_not_kept(
     [new] = issued_since(server, before)
     assert [token for token, _ in got] == [new.access_token]
     assert sorted(server.revoked) == sorted([old, new.access_token, new.refresh_token])
-    assert "alice" not in plugin._refresh_tokens
+    assert "alice" not in plugin._tokens.refresh_tokens
     assert saved == []
     assert plugin.granted_scope("alice") is None
 
@@ -288,5 +288,5 @@ def test_a_forgotten_customers_late_tokens_are_dropped_unrevoked(
     fetching.join(30)
     plugin.close(deadline=time.monotonic() + 30)
     assert server.revoked == []
-    assert "alice" not in plugin._refresh_tokens
+    assert "alice" not in plugin._tokens.refresh_tokens
     assert plugin.pending_revocations == 0

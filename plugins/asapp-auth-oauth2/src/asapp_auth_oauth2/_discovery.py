@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from asapp_auth.errors import ConfigurationError, ProviderTimeoutError
 
-from ._settings import check_url
+from ._setting_checks import check_url
 from ._transport import Transport
 from .errors import DiscoveryError, OAuth2Error, TokenResponseError
 

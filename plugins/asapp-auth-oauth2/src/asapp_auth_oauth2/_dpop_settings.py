@@ -6,23 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
-from asapp_auth.errors import ConfigurationError
 from asapp_auth.plugins import SettingsProblems
-from asapp_auth.secrets import read_secret_file, resolve_secret
 
 from ._dpop import ALGORITHMS, DPoPKey
+from ._pem_key import load_private_key
+from ._setting_checks import fail
 
 __all__ = ["DPOP_SETTINGS", "parse_dpop"]
 
 DPOP_SETTINGS = frozenset({"dpop", "dpop_key", "dpop_key_passphrase", "dpop_algorithm"})
-PLUGIN = "oauth2"
-
-
-def _fail(name: str, problem: str) -> ConfigurationError:
-    return ConfigurationError(f"plugin {PLUGIN!r}: setting {name!r} {problem}")
 
 
 def parse_dpop(raw: Mapping[str, Any], problems: SettingsProblems) -> DPoPKey | None:
@@ -66,43 +58,10 @@ def parse_dpop(raw: Mapping[str, Any], problems: SettingsProblems) -> DPoPKey | 
 
 
 def _load(raw: Mapping[str, Any]) -> DPoPKey:
-    key = raw["dpop_key"]
-    if isinstance(key, bytes):
-        pem = key
-    elif isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
-        pem = key.encode()  # inline PEM text: never shown, unlike a path
-    elif isinstance(key, str) and key.startswith("env:"):
-        pem = resolve_secret(key, setting="dpop_key", plugin=PLUGIN).encode()
-    elif isinstance(key, str) and key:
-        pem = read_secret_file(key.removeprefix("file:"), setting="dpop_key", plugin=PLUGIN)
-    else:
-        raise _fail("dpop_key", "must be a PEM path, 'file:PATH', 'env:NAME', or PEM text or bytes")
-    raw_passphrase = raw.get("dpop_key_passphrase")
-    passphrase = None
-    if raw_passphrase is not None:
-        passphrase = resolve_secret(
-            raw_passphrase, setting="dpop_key_passphrase", plugin=PLUGIN
-        ).encode()
-    if b"PRIVATE KEY-----" not in pem:
-        raise _fail("dpop_key", "is not a PEM private key (-----BEGIN ... PRIVATE KEY-----)")
-    try:
-        private_key = serialization.load_pem_private_key(pem, password=passphrase)
-    except TypeError:
-        if passphrase is None:
-            raise _fail(
-                "dpop_key", "is an encrypted PEM key; give its passphrase in 'dpop_key_passphrase'"
-            ) from None
-        raise _fail(
-            "dpop_key_passphrase", "was given, but 'dpop_key' is not encrypted; remove it"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise _fail(
-            "dpop_key",
-            "could not be loaded: not a valid PEM private key, or a wrong passphrase",
-        ) from None
+    private_key = load_private_key(raw, "dpop_key")
     try:
         return DPoPKey(private_key)
     except TypeError as exc:
-        raise _fail(
+        raise fail(
             "dpop_key", f"is {exc}; DPoP here signs with EC P-256 (ES256) or Ed25519 (EdDSA)"
         ) from None

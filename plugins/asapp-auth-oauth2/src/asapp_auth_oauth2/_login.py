@@ -150,7 +150,7 @@ class Login:
         if s.scope:
             form["scope"] = s.scope
         headers: dict[str, str] = {}
-        scrub = self._provider._authenticate(form, headers, token_endpoint)
+        scrub = self._provider._client_auth.authenticate(form, headers, token_endpoint)
         answer = self._provider._transport.request(
             "POST",
             endpoint,
@@ -185,7 +185,7 @@ class Login:
 
     def _token_request(self, endpoint: str, form: dict[str, Any], scrub: list[str]) -> HTTPResult:
         headers: dict[str, str] = {}
-        scrub = [*scrub, *self._provider._authenticate(form, headers, endpoint)]
+        scrub = [*scrub, *self._provider._client_auth.authenticate(form, headers, endpoint)]
         with token_request("oauth2", form["grant_type"]):
             return self._provider._transport.request(
                 "POST", endpoint, form=form, headers=headers, idempotent=False, secrets=scrub

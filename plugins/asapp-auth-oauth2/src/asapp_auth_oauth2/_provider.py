@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-import cachetools
 import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
-from asapp_auth.errors import ProviderError, ProviderTimeoutError, type_with_article
+from asapp_auth.errors import ProviderError, ProviderTimeoutError
 from asapp_auth.otel import token_request
 
-from . import _secret_jwt as secret_jwt
 from ._cache import SlotBusy, TokenCache
+from ._client_auth import ClientAuth
+from ._customer_tokens import CustomerTokens, Fetching, digest, hand_to_app
 from ._discovery import Discovery
 from ._dpop import DPoP, DPoPHooks
 from ._login import Login
-from ._response import TokenResponse, parse_token_response, token_dict
+from ._response import TokenResponse, given_token, parse_token_response, token_dict
 from ._revocation import Revocations
 from ._settings import OAuth2Settings, parse_settings
 from ._transport import Transport, describe_endpoint
@@ -39,22 +33,6 @@ __all__ = ["OAuth2Provider", "from_settings"]
 log = logging.getLogger("asapp_auth_oauth2")
 
 SOURCE = "plugin 'oauth2'"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-@dataclass(eq=False, slots=True)
-class _Fetching:
-    """A customer's token-endpoint call under way. Its answer, once in, is what clearing the
-    customer takes too; clearing it first marks the call, whose answer is then the cleared
-    session's: revoked when ``revoke``, and never kept."""
-
-    response: TokenResponse | None = None
-    cleared: bool = False
-    revoke: bool = False
 
 
 class OAuth2Provider:
@@ -86,18 +64,8 @@ class OAuth2Provider:
         self.login: Login | None = (
             None if s.login is None else Login(self, s.login, sleep=_sleep, clock=_clock)
         )
-        self._rt_lock = threading.Lock()
-        self._refresh_tokens: dict[str, str] = {}
-        # When the app last gave each customer's refresh token (wall clock): newer than a
-        # context made before then, whose state holds an older one.
-        self._seeded_at: dict[str, float] = {}
-        # Digests of refresh tokens already spent (rotated away or refused): never sent again.
-        self._spent: cachetools.LRUCache[str, bool] = cachetools.LRUCache(100_000)
-        # Access tokens the app gave with set_token, and when they expire (monotonic clock):
-        # put in the token cache at the customer's next request, when its key is known.
-        self._given: dict[str, tuple[TokenResponse, float]] = {}
-        # Each customer's token-endpoint calls under way (per-customer grants), for clearing.
-        self._fetching: dict[str, list[_Fetching]] = {}
+        self._client_auth = ClientAuth(s)
+        self._tokens = CustomerTokens()
         # DPoP: the key, the servers' nonces, and the request-path hooks, set on this object
         # only when on, so that pipelines without DPoP have no request_proof to call.
         self._dpop = None if s.dpop is None else DPoP(s.dpop)
@@ -138,8 +106,7 @@ class OAuth2Provider:
         )
         state = None
         if rotating:
-            with self._rt_lock:
-                refresh = self._refresh_tokens.get(customer.id)
+            refresh = self._tokens.refresh_token(customer.id)
             state = None if refresh is None else {"refresh_token": refresh}
         # A DPoP-bound token goes in its own scheme, with a proof per request (request_proof).
         auth = (
@@ -157,12 +124,8 @@ class OAuth2Provider:
             return
         made = previous.expires_at
         made_at = 0.0 if made is None else made.timestamp() - (previous.expires_in or 0.0)
-        with self._rt_lock:
-            if self._refresh_tokens.get(customer_id) == refresh or _digest(refresh) in self._spent:
-                return
-            if self._seeded_at.get(customer_id, -1.0) >= made_at:
-                return
-            self._refresh_tokens[customer_id] = refresh
+        if not self._tokens.adopt(customer_id, refresh, made_at):
+            return
         # A new refresh token means the access tokens cached here are no longer this customer's
         # newest: the next one comes from the token endpoint.
         self._cache.forget_customer(customer_id)
@@ -203,23 +166,21 @@ class OAuth2Provider:
         subject: str | None = None
         extra: str | None = None
         if s.grant == "token_exchange":
-            subject = self._subject_token(customer_id)
-            extra = _digest(subject)  # a new site session gets a new platform token
+            getter = s.subject_token_for
+            assert getter is not None
+            subject = self._tokens.subject_token(customer_id, getter)
+            extra = digest(subject)  # a new site session gets a new platform token
         key = (endpoint, s.client_id, s.grant, s.scope, s.audience, s.resource, owner, extra)
+        fetching: Fetching | None = None
         if owner is not None:
-            with self._rt_lock:
-                given = self._given.pop(owner, None)
+            given = self._tokens.take_given(owner)
             if given is not None:
                 self._cache.put(key, given[0], given[1], owner=owner)
-
-        fetching = _Fetching()
+            fetching = self._tokens.begin(owner)
 
         def fetch() -> TokenResponse:
             return self._fetch(endpoint, customer_id, subject, deadline, fetching)
 
-        if owner is not None:
-            with self._rt_lock:
-                self._fetching.setdefault(owner, []).append(fetching)
         try:
             response, remaining = self._cache.get(
                 key, customer_id, needs_refresh, fetch, owner=owner, deadline=deadline
@@ -233,12 +194,8 @@ class OAuth2Provider:
                 customer_id=customer_id,
             ) from None
         finally:
-            if owner is not None:
-                with self._rt_lock:
-                    calls = self._fetching[owner]
-                    calls.remove(fetching)
-                    if not calls:
-                        del self._fetching[owner]
+            if owner is not None and fetching is not None:
+                self._tokens.end(owner, fetching)
         return response.access_token, remaining
 
     def set_refresh_token(self, customer_id: str, refresh_token: str) -> None:
@@ -252,10 +209,7 @@ class OAuth2Provider:
             raise ProviderError(
                 "set_refresh_token needs a non-empty str refresh token", plugin="oauth2"
             )
-        with self._rt_lock:
-            self._refresh_tokens[customer_id] = refresh_token
-            self._seeded_at[customer_id] = time.time()
-            self._spent.pop(_digest(refresh_token), None)
+        self._tokens.set_refresh_token(customer_id, refresh_token)
         self._cache.forget_customer(customer_id)
 
     def set_token(self, customer_id: str, token: Mapping[str, Any]) -> None:
@@ -276,51 +230,8 @@ class OAuth2Provider:
             )
         if not isinstance(customer_id, str) or not customer_id:
             raise ProviderError("set_token needs a non-empty customer_id", plugin="oauth2")
-        if not isinstance(token, Mapping):
-            raise ProviderError(
-                "plugin 'oauth2': set_token needs the token response as a mapping, not "
-                f"{type_with_article(token)}",
-                plugin="oauth2",
-                customer_id=customer_id,
-            )
-        data = dict(token)
-        expired = False
-        expires_at = data.pop("expires_at", None)
-        if expires_at is not None:
-            if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
-                raise ProviderError(
-                    f"plugin 'oauth2': the token given to set_token() for customer "
-                    f"{customer_id!r} was refused: its expires_at is "
-                    f"{type_with_article(expires_at)}, not seconds since the epoch",
-                    plugin="oauth2",
-                    customer_id=customer_id,
-                )
-            left = expires_at - time.time()
-            expired = left <= 0
-            data["expires_in"] = 1 if expired else left
-        response = parse_token_response(
-            data,
-            s,
-            endpoint=describe_endpoint(s.token_endpoint or s.issuer or ""),
-            customer_id=customer_id,
-            given_to="set_token()",
-        )
-        if expired and response.refresh_token is None:
-            raise ProviderError(
-                f"plugin 'oauth2': the token given to set_token() for customer {customer_id!r} "
-                "has expired and holds no refresh token; log the customer in again",
-                plugin="oauth2",
-                customer_id=customer_id,
-            )
-        with self._rt_lock:
-            if response.refresh_token is not None:
-                self._refresh_tokens[customer_id] = response.refresh_token
-                self._seeded_at[customer_id] = time.time()
-                self._spent.pop(_digest(response.refresh_token), None)
-            if expired:
-                self._given.pop(customer_id, None)
-            else:
-                self._given[customer_id] = (response, time.monotonic() + response.expires_in)
+        response, expired = given_token(customer_id, token, s)
+        self._tokens.set_token(customer_id, response, expired=expired)
         self._cache.forget_customer(customer_id)
 
     def granted_scope(self, customer_id: str | None = None) -> frozenset[str] | None:
@@ -333,9 +244,7 @@ class OAuth2Provider:
         owner = customer_id if self.settings.per_customer else None
         response: TokenResponse | None = None
         if owner is not None:
-            with self._rt_lock:
-                given = self._given.get(owner)
-            response = None if given is None else given[0]
+            response = self._tokens.given(owner)
         if response is None:
             response = self._cache.newest(owner)
         if response is None:
@@ -423,18 +332,8 @@ class OAuth2Provider:
     def _take_customer(self, customer_id: str, *, revoke_late: bool) -> list[tuple[str, str]]:
         """Drop and return every token held for ``customer_id``, with the answers of its calls
         under way; the later answers of those calls are revoked when ``revoke_late``."""
-        with self._rt_lock:
-            refresh = self._refresh_tokens.pop(customer_id, None)
-            self._seeded_at.pop(customer_id, None)
-            given = self._given.pop(customer_id, None)
-            responses = []
-            for fetching in self._fetching.get(customer_id, ()):
-                fetching.cleared, fetching.revoke = True, revoke_late
-                if fetching.response is not None:  # answered, not cached yet
-                    responses.append(fetching.response)
+        refresh, responses = self._tokens.take(customer_id, revoke_late=revoke_late)
         responses += self._cache.forget_customer(customer_id)
-        if given is not None:
-            responses.append(given[0])
         tokens: list[tuple[str, str]] = []
         if refresh is not None:
             tokens.append((refresh, "refresh_token"))
@@ -442,122 +341,20 @@ class OAuth2Provider:
             tokens.append((token, "access_token"))
         return tokens
 
-    def _subject_token(self, customer_id: str) -> str:
-        getter = self.settings.subject_token_for
-        assert getter is not None
-        try:
-            token = getter(customer_id)
-        except Exception as exc:
-            raise ProviderError(
-                f"plugin 'oauth2': subject_token_for raised {type(exc).__name__} for customer "
-                f"{customer_id!r}; see the chained exception",
-                plugin="oauth2",
-                customer_id=customer_id,
-            ) from exc
-        if token is None:
-            raise SessionGoneError(
-                f"plugin 'oauth2': subject_token_for gave no site session token for customer "
-                f"{customer_id!r}: the customer must log in again",
-                customer_id=customer_id,
-                error="no_subject_token",
-            )
-        if not isinstance(token, str) or not token:
-            raise ProviderError(
-                f"plugin 'oauth2': subject_token_for returned {type_with_article(token)}, "
-                "not a non-empty str",
-                plugin="oauth2",
-                customer_id=customer_id,
-            )
-        return token
-
-    def _sign(self, claims: Mapping[str, Any], what: str) -> str:
-        signer = self.settings.signer
-        assert signer is not None
-        try:
-            assertion = signer.sign(claims)
-        except Exception as exc:
-            raise ProviderError(
-                f"plugin 'oauth2': the signer failed to sign the {what} ({type(exc).__name__}); "
-                "check the signing key and algorithm",
-                plugin="oauth2",
-            ) from exc
-        if not isinstance(assertion, str) or assertion.count(".") != 2:
-            raise ProviderError(
-                f"plugin 'oauth2': the signer returned no JWS compact string for the {what}",
-                plugin="oauth2",
-            )
-        return assertion
-
-    def _assertion_claims(self, subject: str, audience: str) -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "iss": self.settings.client_id,
-            "sub": subject,
-            "aud": audience,
-            "iat": now,
-            "exp": now + int(self.settings.assertion_lifetime),
-            "jti": secrets.token_urlsafe(18),
-        }
-
-    def _authenticate(
-        self, form: dict[str, Any], headers: dict[str, str], token_endpoint: str
-    ) -> list[str]:
-        """Add client authentication to a request; return the secret values it holds."""
-        s = self.settings
-        method = s.client_auth
-        if method == "client_secret_basic":
-            assert s.client_secret is not None
-            secret = s.client_secret.reveal()
-            # RFC 6749 section 2.3.1: each part form-urlencoded, then Base64. Percent-encoding
-            # every reserved character (space as %20, not +) is read the same by servers that
-            # decode with unquote and with unquote_plus.
-            pair = f"{quote(s.client_id, safe='')}:{quote(secret, safe='')}"
-            encoded = base64.b64encode(pair.encode("utf-8")).decode("ascii")
-            headers["Authorization"] = f"Basic {encoded}"
-            return [secret, encoded, quote(secret, safe="")]
-        form["client_id"] = s.client_id
-        if method == "client_secret_post":
-            assert s.client_secret is not None
-            form["client_secret"] = s.client_secret.reveal()
-            return [s.client_secret.reveal()]
-        if method in ("private_key_jwt", "client_secret_jwt"):
-            claims = self._assertion_claims(s.client_id, s.assertion_audience or token_endpoint)
-            if method == "client_secret_jwt":
-                assert s.client_secret is not None
-                secret = s.client_secret.reveal()
-                assertion = secret_jwt.sign(claims, secret, s.token_endpoint_auth_signing_alg)
-                scrub = [assertion, secret]
-            else:
-                assertion = self._sign(claims, "client assertion")
-                scrub = [assertion]
-                alg = secret_jwt.header_algorithm(assertion)
-                if alg is None or alg.upper().startswith("HS") or alg.lower() == "none":
-                    raise ProviderError(
-                        f"plugin 'oauth2': the signer made a private_key_jwt client assertion "
-                        f"with alg {alg!r}, which is no private-key signature (RFC 7523 section "
-                        "2.2); give a signer with a private key, or use client_secret_jwt for "
-                        "a shared secret",
-                        plugin="oauth2",
-                    )
-            form["client_assertion_type"] = ASSERTION_TYPE
-            form["client_assertion"] = assertion
-            return scrub
-        return []  # none, tls_client_auth: the client id, and the certificate on the connection
-
     def _fetch(
         self,
         endpoint: str,
         customer_id: str,
         subject: str | None,
         deadline: float | None,
-        fetching: _Fetching,
+        fetching: Fetching | None,
     ) -> TokenResponse:
         s = self.settings
         form: dict[str, Any] = {"grant_type": s.grant_type}
         scrub: list[str] = []
         refresh: str | None = None
         if s.grant == "refresh_token":
-            refresh = self._current_refresh_token(customer_id)
+            refresh = self._tokens.current(customer_id, s.refresh_token_for)
             form["refresh_token"] = refresh
             scrub.append(refresh)
         elif s.grant == "token_exchange":
@@ -569,7 +366,8 @@ class OAuth2Provider:
             scrub.append(subject)
         elif s.grant == "jwt_bearer":
             audience = s.assertion_audience or endpoint
-            assertion = self._sign(self._assertion_claims(customer_id, audience), "JWT bearer")
+            claims = self._client_auth.assertion_claims(customer_id, audience)
+            assertion = self._client_auth.sign(claims, "JWT bearer")
             form["assertion"] = assertion
             scrub.append(assertion)
         if s.scope:
@@ -579,7 +377,7 @@ class OAuth2Provider:
         if s.resource:
             form["resource"] = list(s.resource)
         headers: dict[str, str] = {}
-        scrub += self._authenticate(form, headers, endpoint)
+        scrub += self._client_auth.authenticate(form, headers, endpoint)
         log.debug("plugin 'oauth2': requesting a %s token from %s", s.grant, endpoint)
 
         def send(**dpop: Any) -> Any:
@@ -602,7 +400,7 @@ class OAuth2Provider:
             if s.grant not in ("refresh_token", "token_exchange"):
                 raise
             if refresh is not None:
-                self._spend(customer_id, refresh)
+                self._tokens.spend(customer_id, refresh)
             what = "refresh token" if refresh is not None else "site session token"
             raise SessionGoneError(
                 f"plugin 'oauth2': the token endpoint {exc.endpoint} refused the {what} of "
@@ -621,20 +419,25 @@ class OAuth2Provider:
         )
         new = response.refresh_token
         rotated = new if refresh is not None and new and new != refresh else None
-        with self._rt_lock:
-            # One step with _take_customer's: the customer is cleared before or after this.
-            late = s.per_customer and fetching.cleared
-            if rotated is not None and refresh is not None:
-                self._retire(customer_id, refresh, None if late else rotated)
-            fetching.response = response
-        if late:
+        if fetching is not None and not self._tokens.answered(
+            customer_id, fetching, response, refresh, rotated
+        ):
             self._cleared_meanwhile(customer_id, response, rotated, fetching.revoke)
             return response
-        if rotated is not None:
-            self._save_refresh_token(customer_id, rotated)
+        if rotated is not None and s.on_refresh_token is not None:
+            hand_to_app(
+                s.on_refresh_token, "on_refresh_token", customer_id, rotated, "refresh token"
+            )
         if s.per_customer and s.on_token is not None:
             self._announce(customer_id, response)
         return response
+
+    def _announce(self, customer_id: str, response: TokenResponse) -> None:
+        """Give ``on_token`` the customer's whole new token, with the refresh token to keep."""
+        assert self.settings.on_token is not None
+        refresh = response.refresh_token or self._tokens.refresh_token(customer_id)
+        whole = token_dict(response, expires_in=response.expires_in, refresh_token=refresh)
+        hand_to_app(self.settings.on_token, "on_token", customer_id, whole, "token")
 
     def _cleared_meanwhile(
         self, customer_id: str, response: TokenResponse, rotated: str | None, revoke: bool
@@ -651,99 +454,6 @@ class OAuth2Provider:
         )
         if revoke:
             self._revocations.later(customer_id, tokens)
-
-    def _announce(self, customer_id: str, response: TokenResponse) -> None:
-        """Give ``on_token`` the customer's whole new token, with the refresh token to keep."""
-        saver = self.settings.on_token
-        assert saver is not None
-        refresh = response.refresh_token
-        if refresh is None:
-            with self._rt_lock:
-                refresh = self._refresh_tokens.get(customer_id)
-        try:
-            saver(
-                customer_id,
-                token_dict(response, expires_in=response.expires_in, refresh_token=refresh),
-            )
-        except Exception as exc:
-            log.warning(
-                "plugin 'oauth2': on_token raised %s for customer %r; the new token is kept in "
-                "memory only",
-                type(exc).__name__,
-                customer_id,
-            )
-
-    def _current_refresh_token(self, customer_id: str) -> str:
-        with self._rt_lock:
-            token = self._refresh_tokens.get(customer_id)
-        seeded = token is None
-        if seeded and self.settings.refresh_token_for is not None:
-            try:
-                token = self.settings.refresh_token_for(customer_id)
-            except Exception as exc:
-                raise ProviderError(
-                    f"plugin 'oauth2': refresh_token_for raised {type(exc).__name__} for "
-                    f"customer {customer_id!r}; see the chained exception",
-                    plugin="oauth2",
-                    customer_id=customer_id,
-                ) from exc
-            if token is not None and (not isinstance(token, str) or not token):
-                raise ProviderError(
-                    f"plugin 'oauth2': refresh_token_for returned {type_with_article(token)}, "
-                    "not a non-empty str or None",
-                    plugin="oauth2",
-                    customer_id=customer_id,
-                )
-        if token is None:
-            raise SessionGoneError(
-                f"plugin 'oauth2': there is no refresh token for customer {customer_id!r}; "
-                "log the customer in and give one with set_refresh_token() or refresh_token_for",
-                customer_id=customer_id,
-                error="no_refresh_token",
-            )
-        with self._rt_lock:
-            if _digest(token) in self._spent:
-                raise SessionGoneError(
-                    f"plugin 'oauth2': the refresh token for customer {customer_id!r} was "
-                    "already used and replaced (rotated) or refused, and is never sent twice; "
-                    "log the customer in again",
-                    customer_id=customer_id,
-                    error="refresh_token_spent",
-                )
-            if seeded:
-                self._refresh_tokens.setdefault(customer_id, token)
-        return token
-
-    def _spend(self, customer_id: str, old: str) -> None:
-        """Retire ``old``, refused by the token endpoint."""
-        with self._rt_lock:
-            self._retire(customer_id, old, None)
-
-    def _retire(self, customer_id: str, old: str, new: str | None) -> None:
-        """Retire ``old``; store ``new`` unless the app set another token meanwhile. Holds
-        ``_rt_lock``."""
-        self._spent[_digest(old)] = True
-        if self._refresh_tokens.get(customer_id) == old:
-            if new is None:
-                del self._refresh_tokens[customer_id]
-            else:
-                self._refresh_tokens[customer_id] = new
-        elif new is not None and customer_id not in self._refresh_tokens:
-            self._refresh_tokens[customer_id] = new
-
-    def _save_refresh_token(self, customer_id: str, new: str) -> None:
-        """Give ``on_refresh_token`` the customer's new refresh token."""
-        saver = self.settings.on_refresh_token
-        if saver is not None:
-            try:
-                saver(customer_id, new)
-            except Exception as exc:
-                log.warning(
-                    "plugin 'oauth2': on_refresh_token raised %s for customer %r; the new "
-                    "refresh token is kept in memory only",
-                    type(exc).__name__,
-                    customer_id,
-                )
 
 
 def from_settings(settings: Mapping[str, Any]) -> OAuth2Provider:

@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from asapp_auth.errors import type_with_article
+from asapp_auth.errors import ProviderError, type_with_article
 
 from ._settings import OAuth2Settings
+from ._transport import describe_endpoint
 from .errors import TokenResponseError
 
-__all__ = ["TokenResponse", "parse_token_response", "token_dict"]
+__all__ = ["TokenResponse", "given_token", "parse_token_response", "token_dict"]
 
 
 # RFC 6750 b64token, widened to any visible ASCII: what can travel in an Authorization header.
@@ -134,3 +135,48 @@ def token_dict(
     if response.issued_token_type is not None:
         token["issued_token_type"] = response.issued_token_type
     return token
+
+
+def given_token(
+    customer_id: str, token: object, settings: OAuth2Settings
+) -> tuple[TokenResponse, bool]:
+    """The whole token an app gave ``set_token()`` for ``customer_id``, checked as a server's
+    answer is, and whether its access token has expired already (``expires_at`` past); a
+    ``ProviderError`` naming the plugin when it cannot be used."""
+    if not isinstance(token, Mapping):
+        raise ProviderError(
+            "plugin 'oauth2': set_token needs the token response as a mapping, not "
+            f"{type_with_article(token)}",
+            plugin="oauth2",
+            customer_id=customer_id,
+        )
+    data = dict(token)
+    expired = False
+    expires_at = data.pop("expires_at", None)
+    if expires_at is not None:
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+            raise ProviderError(
+                f"plugin 'oauth2': the token given to set_token() for customer "
+                f"{customer_id!r} was refused: its expires_at is "
+                f"{type_with_article(expires_at)}, not seconds since the epoch",
+                plugin="oauth2",
+                customer_id=customer_id,
+            )
+        left = expires_at - time.time()
+        expired = left <= 0
+        data["expires_in"] = 1 if expired else left
+    response = parse_token_response(
+        data,
+        settings,
+        endpoint=describe_endpoint(settings.token_endpoint or settings.issuer or ""),
+        customer_id=customer_id,
+        given_to="set_token()",
+    )
+    if expired and response.refresh_token is None:
+        raise ProviderError(
+            f"plugin 'oauth2': the token given to set_token() for customer {customer_id!r} "
+            "has expired and holds no refresh token; log the customer in again",
+            plugin="oauth2",
+            customer_id=customer_id,
+        )
+    return response, expired

@@ -140,7 +140,7 @@ class Revocations:
             form: dict[str, str] = {"token": token, "token_type_hint": hint}
             headers: dict[str, str] = {}
             try:
-                scrub = [*provider._authenticate(form, headers, token_endpoint), token]
+                scrub = [*provider._client_auth.authenticate(form, headers, token_endpoint), token]
                 provider._transport.request(
                     "POST",
                     endpoint,

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import importlib
-import ipaddress
-import math
-import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from asapp_auth.errors import ConfigurationError
-from asapp_auth.paths import setting_path
 from asapp_auth.plugins import SettingsProblems
-from asapp_auth.secrets import Secret, read_secret_file, resolve_secret
+from asapp_auth.secrets import Secret, resolve_secret
 
 from ._dpop import DPoPKey
 from ._dpop_settings import DPOP_SETTINGS, parse_dpop
 from ._login_settings import LOGIN_SETTINGS, LoginSettings, parse_login
-from ._secret_jwt import HMAC_ALGORITHMS, min_secret_bytes
+from ._setting_checks import (
+    PLUGIN,
+    bool_setting,
+    callable_setting,
+    check_url,
+    fail,
+    int_setting,
+    number_setting,
+    str_setting,
+    strings_setting,
+)
+from ._signer_settings import Signer, is_hmac, mac_algorithm, signer_setting
+from ._tls_settings import cert_setting, own_ssl_context, ssl_context_for, verify_setting
 
 __all__ = ["CLIENT_AUTH_METHODS", "GRANTS", "OAuth2Settings", "Signer", "parse_settings"]
 
-PLUGIN = "oauth2"
 
 GRANT_URNS = {
     "client_credentials": "client_credentials",
@@ -50,13 +53,6 @@ CLIENT_AUTH_METHODS = (
 # The methods that authenticate with client_secret.
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
-
-
-@runtime_checkable
-class Signer(Protocol):
-    """What the plugin needs of a signer: the JWT plugin's ``asapp_auth_jwt.Signer`` is one."""
-
-    def sign(self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,313 +115,11 @@ class OAuth2Settings:
         return GRANT_URNS[self.grant]
 
 
-def _fail(name: str, problem: str) -> ConfigurationError:
-    return ConfigurationError(f"plugin {PLUGIN!r}: setting {name!r} {problem}")
-
-
-def _str(name: str, value: object, *, required: bool = False) -> str | None:
-    if value is None and not required:
-        return None
-    if value is None:
-        raise _fail(name, "is missing; it is required")
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(name, f"must be a non-empty str, not {type(value).__name__}")
-    return value.strip()
-
-
-def _number(name: str, value: object, *, minimum: float, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(name, f"must be a finite number, not {type(value).__name__}")
-    if value < minimum or (value == minimum and not allow_zero and minimum == 0):
-        floor = f">= {minimum}" if allow_zero or minimum else "> 0"
-        raise _fail(name, f"must be {floor}, got {value!r}")
-    return float(value)
-
-
-def _int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(name, f"must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(name, f"must be true or false, not {type(value).__name__}")
-    return value
-
-
-def _strings(name: str, value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = value.split() if isinstance(value, str) else value
-    if isinstance(items, str) or not isinstance(items, Sequence):
-        raise _fail(name, "must be a str or a list of str")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item or any(c.isspace() for c in item):
-            raise _fail(name, "must hold non-empty str values without whitespace")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(name: str, url: object, *, allow_http: bool) -> str:
-    """Validate an endpoint URL: absolute, https (or http on loopback or with ``allow_http``)."""
-    text = _str(name, url, required=True)
-    assert text is not None
-    parts = urlsplit(text)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise _fail(name, f"must be an absolute https URL, got {text!r}")
-    if parts.username or parts.password:
-        raise _fail(name, "must not hold a user name or password; use client_id and client_secret")
-    if parts.fragment:
-        raise _fail(name, "must not hold a fragment")
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
-        raise _fail(
-            name,
-            "uses http, which would send credentials in clear; use https "
-            "(http is accepted for loopback hosts, or with allow_http=true)",
-        )
-    return text
-
-
-def _callable(name: str, value: object) -> Callable[..., Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        module_name, _, attr = value.partition(":")
-        if not module_name or not attr:
-            raise _fail(name, "must be a callable or a 'module:attribute' reference")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
-            raise _fail(name, f"refers to {value!r}, which cannot be imported ({exc})") from None
-        value = target
-    if not callable(value):
-        raise _fail(name, f"must be callable, not {type(value).__name__}")
-    return value
-
-
-def _verify(value: object) -> bool | str:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value:
-        return setting_path(value)  # beside the configuration file that names it, if any
-    raise _fail("verify", "must be true, false or the path of a CA bundle")
-
-
-def _cert(value: object) -> str | tuple[str, str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value:
-        return setting_path(value)
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, str) and v for v in value)
-    ):
-        return (setting_path(value[0]), setting_path(value[1]))
-    raise _fail("cert", "must be a PEM path, or a [certificate path, key path] pair")
-
-
-def _own_ssl_context(raw: Mapping[str, Any]) -> ssl.SSLContext | None:
-    """An ``ssl.SSLContext`` given in code, used as it is: then it alone decides what is trusted
-    and which client certificate is shown, so ``verify`` and ``cert`` may not be given too."""
-    context = raw.get("ssl_context")
-    if context is None:
-        return None
-    if not isinstance(context, ssl.SSLContext):
-        raise _fail("ssl_context", f"must be an ssl.SSLContext, not {type(context).__name__}")
-    given = [name for name in ("verify", "cert") if raw.get(name) is not None]
-    if given:
-        raise _fail(
-            "ssl_context",
-            f"was given with {given}, which it replaces; load the CA and the client certificate "
-            "into the context (load_verify_locations, load_cert_chain), or leave ssl_context out",
-        )
-    return context
-
-
-def _signer(raw: Mapping[str, Any]) -> Signer | None:
-    signer = raw.get("signer")
-    key = raw.get("signing_key")
-    if signer is not None and key is not None:
-        raise _fail("signer", "and 'signing_key' were both given; give one")
-    if signer is not None:
-        if not isinstance(signer, Signer):
-            raise _fail("signer", "must have a sign(claims, headers=None) -> str method")
-        return signer
-    if key is None:
-        return None
-    try:
-        # Imported by name: the JWT plugin is an optional extra, needed only here.
-        jwt_plugin: Any = importlib.import_module("asapp_auth_jwt")
-    except ImportError:
-        raise _fail(
-            "signing_key",
-            "needs the JWT plugin (asapp-auth-jwt, on no package index): from a checkout of "
-            "asapp-auth, pip install ./plugins/asapp-auth-jwt",
-        ) from None
-    if isinstance(key, bytes):
-        pem = key
-    elif isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
-        pem = key.encode()  # inline PEM text: never shown, unlike a path
-    elif isinstance(key, str) and key.startswith("env:"):
-        pem = resolve_secret(key, setting="signing_key", plugin=PLUGIN).encode()
-    elif isinstance(key, str) and key:
-        pem = read_secret_file(key.removeprefix("file:"), setting="signing_key", plugin=PLUGIN)
-    else:
-        raise _fail("signing_key", "must be a PEM path, 'env:NAME', or PEM text or bytes")
-    raw_passphrase = raw.get("signing_key_passphrase")
-    passphrase = None
-    if raw_passphrase is not None:
-        passphrase = resolve_secret(
-            raw_passphrase, setting="signing_key_passphrase", plugin=PLUGIN
-        ).encode()
-    private_key = _load_pem_key(pem, passphrase)
-    algorithm = _str("signing_algorithm", raw.get("signing_algorithm"))
-    kid = _str("signing_kid", raw.get("signing_kid"))
-    try:
-        built = jwt_plugin.Signer(private_key, algorithm=algorithm, kid=kid)
-    except ConfigurationError as exc:
-        # The JWT plugin's reason (algorithm and key kind), under this plugin's setting names.
-        reason = str(exc).removeprefix("plugin 'jwt': ")
-        name = "signing_algorithm" if algorithm is not None else "signing_key"
-        raise _fail(name, f"does not fit the signing key: {reason}") from None
-    if not isinstance(built, Signer):
-        raise _fail("signing_key", "did not give a signer with a sign() method")
-    return built
-
-
-def _load_pem_key(pem: bytes, passphrase: bytes | None) -> Any:
-    """The private key of ``pem``; a ``ConfigurationError`` naming the setting at fault."""
-    # cryptography comes with the JWT plugin (the optional extra), imported by the caller.
-    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - optional extra
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - optional extra
-
-    if b"PRIVATE KEY-----" not in pem:
-        raise _fail(
-            "signing_key",
-            "is not a PEM private key (-----BEGIN ... PRIVATE KEY-----); a public key or "
-            "certificate cannot sign",
-        )
-    try:
-        return serialization.load_pem_private_key(pem, password=passphrase)
-    except TypeError:
-        if passphrase is None:
-            raise _fail(
-                "signing_key",
-                "is an encrypted PEM key; give its passphrase in 'signing_key_passphrase' "
-                "(env:NAME or file:PATH)",
-            ) from None
-        raise _fail(
-            "signing_key_passphrase", "was given, but 'signing_key' is not encrypted; remove it"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        if passphrase is not None:
-            raise _fail(
-                "signing_key_passphrase",
-                "does not decrypt 'signing_key' (wrong passphrase, or the key is damaged)",
-            ) from None
-        raise _fail(
-            "signing_key", "could not be loaded: it is not a valid PEM private key"
-        ) from None
-
-
-def _ssl_context(
-    verify: bool | str, cert: str | tuple[str, str] | None, trust_env: bool
-) -> ssl.SSLContext | None:
-    """The TLS context for a CA path or a client certificate, loaded now so that a bad file is a
-    configuration error; ``None`` leaves httpx's default (``verify`` True or False, no cert)."""
-    if isinstance(verify, bool) and cert is None:
-        return None
-    if isinstance(verify, str):
-        try:
-            if os.path.isdir(verify):
-                context = ssl.create_default_context(capath=verify)
-            else:
-                context = ssl.create_default_context(cafile=verify)
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                "verify",
-                f"names {verify!r}, which is not a readable PEM CA bundle or directory "
-                f"({type(exc).__name__}); give the CA that issued the server's certificate",
-            ) from None
-    else:
-        context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
-    if cert is not None:
-        certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
-        files = [certfile] if keyfile is None else [certfile, keyfile]
-        try:
-            # The password callback stops OpenSSL from prompting on a terminal for an
-            # encrypted key; such a key then fails to load like any other bad key.
-            context.load_cert_chain(certfile, keyfile, password=lambda: b"")
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                "cert",
-                f"names {files!r}, which could not be loaded as a PEM certificate and its "
-                f"unencrypted private key ({type(exc).__name__}); check the paths, and that the "
-                "key belongs to the certificate",
-            ) from None
-    return context
-
-
-def _is_hmac(signer: Signer) -> bool:
-    """An HMAC signer: the JWT plugin's says so; any other, by its ``algorithm``."""
-    if getattr(signer, "is_symmetric", False) is True:
-        return True
-    algorithm = getattr(signer, "algorithm", None)
-    return isinstance(algorithm, str) and algorithm.upper().startswith("HS")
-
-
-def _mac_algorithm(raw: Mapping[str, Any], client_auth: str, secret: Secret | None) -> str:
-    """The client_secret_jwt algorithm, refused with other methods and for a short secret."""
-    name = "token_endpoint_auth_signing_alg"
-    value = raw.get(name)
-    if client_auth != "client_secret_jwt":
-        if value is not None:
-            raise _fail(
-                name,
-                f"applies to client_auth='client_secret_jwt', not {client_auth!r} (a signer's "
-                "own algorithm applies to private_key_jwt: signing_algorithm)",
-            )
-        return "HS256"
-    algorithm = "HS256" if value is None else value
-    if algorithm not in HMAC_ALGORITHMS:
-        raise _fail(name, f"must be one of {sorted(HMAC_ALGORITHMS)}, got {algorithm!r}")
-    assert secret is not None
-    size, needed = len(secret.reveal().encode("utf-8")), min_secret_bytes(algorithm)
-    if size < needed:
-        raise _fail(
-            "client_secret",
-            f"is {size} bytes; {algorithm} for client_secret_jwt needs at least {needed} (the "
-            "hash size, RFC 7518 section 3.2): have the server issue a longer secret, or use "
-            "client_secret_basic",
-        )
-    return str(algorithm)
-
-
 _KNOWN = (
     frozenset(OAuth2Settings.__dataclass_fields__)
     | LOGIN_SETTINGS
     | DPOP_SETTINGS
-    | {
-        "signing_key",
-        "signing_algorithm",
-        "signing_kid",
-        "signing_key_passphrase",
-    }
+    | {"signing_key", "signing_algorithm", "signing_kid", "signing_key_passphrase"}
 )
 
 
@@ -433,29 +127,29 @@ def _grant(value: object) -> str:
     by_urn = {urn: name for name, urn in GRANT_URNS.items()}
     grant = by_urn.get(value, value) if isinstance(value, str) else value
     if grant not in GRANT_URNS:
-        raise _fail("grant", f"must be one of {list(GRANTS)}, got {grant!r}")
+        raise fail("grant", f"must be one of {list(GRANTS)}, got {grant!r}")
     return str(grant)
 
 
 def _issuer(value: object, allow_http: bool) -> str:
     issuer = check_url("issuer", value, allow_http=allow_http)
     if urlsplit(issuer).query:
-        raise _fail("issuer", "must not hold a query (RFC 8414 section 2)")
+        raise fail("issuer", "must not hold a query (RFC 8414 section 2)")
     return issuer
 
 
 def _client_auth(value: object) -> str:
     if value not in CLIENT_AUTH_METHODS:
-        raise _fail("client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {value!r}")
+        raise fail("client_auth", f"must be one of {list(CLIENT_AUTH_METHODS)}, got {value!r}")
     return str(value)
 
 
 def _resources(value: object) -> tuple[str, ...]:
-    resources = _strings("resource", value)
+    resources = strings_setting("resource", value)
     for uri in resources:
         parts = urlsplit(uri)
         if not parts.scheme or parts.fragment:
-            raise _fail("resource", f"must hold absolute URIs without fragment, got {uri!r}")
+            raise fail("resource", f"must hold absolute URIs without fragment, got {uri!r}")
     return resources
 
 
@@ -465,12 +159,17 @@ def _numbers(raw: Mapping[str, Any], problems: SettingsProblems) -> dict[str, An
     values: dict[str, Any] = {}
     for name, default, minimum, allow_zero in _NUMBERS:
         values[name] = check(
-            name, _number, name, raw.get(name, default), minimum=minimum, allow_zero=allow_zero
+            name,
+            number_setting,
+            name,
+            raw.get(name, default),
+            minimum=minimum,
+            allow_zero=allow_zero,
         )
     for name, default, least in _INTS:
-        values[name] = check(name, _int, name, raw.get(name, default), minimum=least)
+        values[name] = check(name, int_setting, name, raw.get(name, default), minimum=least)
     values["revoke_on_clear"] = check(
-        "revoke_on_clear", _bool, "revoke_on_clear", raw.get("revoke_on_clear", False)
+        "revoke_on_clear", bool_setting, "revoke_on_clear", raw.get("revoke_on_clear", False)
     )
     return values
 
@@ -501,11 +200,13 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
     order the settings were given (each setting on its own first, then how they combine)."""
     problems = SettingsProblems(PLUGIN, raw, known=_KNOWN)
     check = problems.check
-    allow_http = check("allow_http", _bool, "allow_http", raw.get("allow_http", False)) or False
+    allow_http = (
+        check("allow_http", bool_setting, "allow_http", raw.get("allow_http", False)) or False
+    )
     # The plugin's own login yields a refresh token per customer: that is its grant.
     default_grant = "client_credentials" if raw.get("login") is None else "refresh_token"
     grant = check("grant", _grant, raw.get("grant", default_grant))
-    client_id = check("client_id", _str, "client_id", raw.get("client_id"), required=True)
+    client_id = check("client_id", str_setting, "client_id", raw.get("client_id"), required=True)
     token_endpoint = raw.get("token_endpoint")
     issuer = raw.get("issuer")
     if token_endpoint is None and issuer is None:
@@ -532,7 +233,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             "client_secret", resolve_secret, secret, setting="client_secret", plugin=PLUGIN
         )
         client_secret = None if resolved is None else Secret(resolved)
-    signer = check("signing_key" if "signing_key" in raw else "signer", _signer, raw)
+    signer = check("signing_key" if "signing_key" in raw else "signer", signer_setting, raw)
     default_auth = "client_secret_basic" if client_secret else "none"
     if signer is not None and not client_secret and grant != "jwt_bearer":
         default_auth = "private_key_jwt"
@@ -554,14 +255,14 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             mac_alg = (
                 check(
                     "token_endpoint_auth_signing_alg",
-                    _mac_algorithm,
+                    mac_algorithm,
                     raw,
                     client_auth,
                     client_secret,
                 )
                 or "HS256"
             )
-    if client_auth == "private_key_jwt" and signer is not None and _is_hmac(signer):
+    if client_auth == "private_key_jwt" and signer is not None and is_hmac(signer):
         problems.add(
             "signer",
             f"setting 'signer' MACs with a shared secret ({getattr(signer, 'algorithm', 'HMAC')}), "
@@ -575,8 +276,8 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             "client_auth='private_key_jwt'" if client_auth == "private_key_jwt" else "jwt_bearer"
         )
         problems.add("signer", f"setting 'signer' (or 'signing_key') is required with {needs}")
-    cert = check("cert", _cert, raw.get("cert"))
-    own_context = check("ssl_context", _own_ssl_context, raw)
+    cert = check("cert", cert_setting, raw.get("cert"))
+    own_context = check("ssl_context", own_ssl_context, raw)
     if (
         client_auth == "tls_client_auth"
         and cert is None
@@ -588,37 +289,40 @@ def parse_settings(raw: Mapping[str, Any]) -> OAuth2Settings:
             "setting 'cert' is required with client_auth='tls_client_auth' (RFC 8705), or an "
             "'ssl_context' holding the client certificate",
         )
-    verify = check("verify", _verify, raw.get("verify", True))
-    trust_env = check("trust_env", _bool, "trust_env", raw.get("trust_env", True))
+    verify = check("verify", verify_setting, raw.get("verify", True))
+    trust_env = check("trust_env", bool_setting, "trust_env", raw.get("trust_env", True))
     if grant == "token_exchange" and raw.get("subject_token_for") is None:
         problems.add(
             "subject_token_for",
             "setting 'subject_token_for' is required with grant='token_exchange'",
         )
     values = {
-        "proxy": check("proxy", _str, "proxy", raw.get("proxy")),
-        "scope": check("scope", _strings, "scope", raw.get("scope")),
-        "audience": check("audience", _strings, "audience", raw.get("audience")),
+        "proxy": check("proxy", str_setting, "proxy", raw.get("proxy")),
+        "scope": check("scope", strings_setting, "scope", raw.get("scope")),
+        "audience": check("audience", strings_setting, "audience", raw.get("audience")),
         "resource": check("resource", _resources, raw.get("resource")),
         "assertion_audience": check(
-            "assertion_audience", _str, "assertion_audience", raw.get("assertion_audience")
+            "assertion_audience", str_setting, "assertion_audience", raw.get("assertion_audience")
         ),
         "subject_token_type": check(
             "subject_token_type",
-            _str,
+            str_setting,
             "subject_token_type",
             raw.get("subject_token_type", ACCESS_TOKEN_TYPE),
             required=True,
         ),
         "requested_token_type": check(
-            "requested_token_type", _str, "requested_token_type", raw.get("requested_token_type")
+            "requested_token_type",
+            str_setting,
+            "requested_token_type",
+            raw.get("requested_token_type"),
         ),
-        **{name: check(name, _callable, name, raw.get(name)) for name in _CALLABLES},
+        **{name: check(name, callable_setting, name, raw.get(name)) for name in _CALLABLES},
         **_numbers(raw, problems),
     }
     ssl_context = own_context
     if ssl_context is None and not problems.failed("verify", "cert", "trust_env", "ssl_context"):
-        ssl_context = check("verify", _ssl_context, verify, cert, trust_env)  # type: ignore[arg-type]
+        ssl_context = check("verify", ssl_context_for, verify, cert, trust_env)  # type: ignore[arg-type]
     expires = (values["default_expires_in"], values["max_expires_in"])
     if None not in expires and expires[0] > expires[1]:
         problems.add(

@@ -1,5 +1,6 @@
-"""The plugin's own HTTP client: bounded retries with backoff and jitter, size-limited bodies, and
-RFC 6749 section 5.2 error answers mapped to typed exceptions.
+"""The plugin's own HTTP client: bounded retries with backoff and jitter, within a deadline, and
+size-limited bodies; answers are read by ``_answers`` (RFC 6749 section 5.2 errors as typed
+exceptions) and TLS failures explained by ``_tls_problems``.
 
 It never shares the app's wrapped client: it has its own timeouts, proxy, TLS verification and
 client certificate. Nothing here logs or quotes a request or response body.
@@ -7,12 +8,8 @@ client certificate. Nothing here logs or quotes a request or response body.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import random
-import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,13 +21,14 @@ import httpx
 
 from asapp_auth.errors import ProviderError
 
+from ._answers import error_answer, json_object, retry_after_seconds
 from ._settings import OAuth2Settings
+from ._tls_problems import tls_problem
 from .errors import (
     TLSError,
     TokenEndpointTimeoutError,
     TokenEndpointUnavailableError,
     TokenResponseError,
-    error_class,
 )
 
 __all__ = ["HTTPResult", "Transport", "describe_endpoint"]
@@ -50,7 +48,6 @@ _MAYBE_SENT = (
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # Statuses that say the request was not acted on; retried even for non-idempotent grants.
 _NOT_PROCESSED_STATUS = frozenset({429, 503})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def describe_endpoint(url: str) -> str:
@@ -135,7 +132,12 @@ class Transport:
         another thread, a revocation say, ends first rather than lose its connection)."""
         with self._lock:
             self._closed = True
-            client = None if self._active else self._client
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        """Close the client when closing was asked for and no request is under way."""
+        with self._lock:
+            client = self._client if self._closed and not self._active else None
             if client is not None:
                 self._client = None
         if client is not None:
@@ -175,17 +177,21 @@ class Transport:
         secret_values = [v for v in secrets if v]
         attempts = 0
         problem = "could not be asked"
+
+        def out_of_time(*, idempotent: bool) -> TokenEndpointTimeoutError:
+            return self._out_of_time(
+                what,
+                endpoint,
+                problem,
+                attempts=attempts,
+                idempotent=idempotent,
+                customer_id=customer_id,
+                budget=budget,
+            )
+
         while True:
             if deadline is not None and time.monotonic() >= deadline:
-                raise self._out_of_time(
-                    what,
-                    endpoint,
-                    problem,
-                    attempts=attempts,
-                    idempotent=True,
-                    customer_id=customer_id,
-                    budget=budget,
-                )
+                raise out_of_time(idempotent=True)
             attempts += 1
             retry_after: float | None = None
             status: int | None = None
@@ -201,10 +207,10 @@ class Transport:
                 problem, timed_out = "did not answer in time", True
                 retryable = idempotent or not exc.sent
             except (*_UNSENT, *_MAYBE_SENT) as exc:
-                tls_problem = _tls_problem(exc, what, endpoint, s)
-                if tls_problem is not None:
+                why = tls_problem(exc, what, endpoint, s)
+                if why is not None:
                     raise TLSError(
-                        tls_problem, endpoint=endpoint, attempts=attempts, customer_id=customer_id
+                        why, endpoint=endpoint, attempts=attempts, customer_id=customer_id
                     ) from None
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 if isinstance(exc, _UNSENT):
@@ -232,7 +238,7 @@ class Transport:
                 if 200 <= status < 300 and not expect_json:
                     return HTTPResult(status, {})
                 if 200 <= status < 300:
-                    data = self._json(
+                    data = json_object(
                         body=body,
                         headers=response_headers,
                         endpoint=endpoint,
@@ -242,7 +248,7 @@ class Transport:
                     )
                     return HTTPResult(status, data)
                 if status not in _RETRY_STATUS:
-                    raise self._error(
+                    raise error_answer(
                         body=body,
                         headers=response_headers,
                         endpoint=endpoint,
@@ -253,7 +259,7 @@ class Transport:
                     )
                 problem = f"answered HTTP {status}"
                 retryable = idempotent or status in _NOT_PROCESSED_STATUS
-                retry_after = _retry_after(response_headers.get("retry-after"))
+                retry_after = retry_after_seconds(response_headers.get("retry-after"))
                 if status == 429 and retry_after is not None and retry_after > s.max_retry_after:
                     raise TokenEndpointUnavailableError(
                         f"plugin 'oauth2': the {what} {endpoint} is rate limiting (HTTP 429) and "
@@ -267,15 +273,7 @@ class Transport:
             last_chance = not retryable or attempts > s.max_retries
             if deadline is not None and timed_out and time.monotonic() + _SLACK >= deadline:
                 # Cut short by the deadline, which is what the caller needs to hear.
-                raise self._out_of_time(
-                    what,
-                    endpoint,
-                    problem,
-                    attempts=attempts,
-                    idempotent=retryable,
-                    customer_id=customer_id,
-                    budget=budget,
-                )
+                raise out_of_time(idempotent=retryable)
             if last_chance:
                 tail = (
                     f"after {attempts} attempts"
@@ -294,15 +292,7 @@ class Transport:
             if retry_after is not None:
                 delay = max(delay, min(retry_after, s.max_retry_after))
             if deadline is not None and time.monotonic() + delay >= deadline:
-                raise self._out_of_time(
-                    what,
-                    endpoint,
-                    problem,
-                    attempts=attempts,
-                    idempotent=True,
-                    customer_id=customer_id,
-                    budget=budget,
-                )
+                raise out_of_time(idempotent=True)
             log.warning(
                 "plugin 'oauth2': %s %s %s; retry %d of %d in %.2f s",
                 what,
@@ -399,97 +389,7 @@ class Transport:
             self._slots.release()
             with self._lock:
                 self._active -= 1
-                last = None if (self._active or not self._closed) else self._client
-                if last is not None:
-                    self._client = None
-            if last is not None:
-                last.close()
-
-    def _json(
-        self,
-        *,
-        body: bytes,
-        headers: httpx.Headers,
-        endpoint: str,
-        status: int,
-        what: str,
-        customer_id: str | None,
-    ) -> dict[str, Any]:
-        def fail(problem: str) -> TokenResponseError:
-            return TokenResponseError(
-                f"plugin 'oauth2': the {what} {endpoint} answered HTTP {status} with {problem}; "
-                "check the endpoint URL and the server",
-                endpoint=endpoint,
-                status_code=status,
-                customer_id=customer_id,
-            )
-
-        content_type = headers.get("content-type", "").lower()
-        stripped = body.lstrip()
-        if "html" in content_type or stripped[:1] == b"<":
-            raise fail("an HTML page instead of JSON (a login page or a proxy's error page?)")
-        if not stripped:
-            raise fail("an empty body instead of JSON")
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise fail(f"a body that is not valid JSON ({len(body)} bytes; truncated?)") from None
-        if not isinstance(data, dict):
-            raise fail(f"a JSON {type(data).__name__} instead of a JSON object")
-        return data
-
-    def _error(
-        self,
-        *,
-        body: bytes,
-        headers: httpx.Headers,
-        endpoint: str,
-        status: int,
-        what: str,
-        secrets: list[str],
-        customer_id: str | None,
-    ) -> Exception:
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            data = None
-        code = data.get("error") if isinstance(data, dict) else None
-        if not isinstance(code, str) or not code:
-            kind = "HTML" if body.lstrip()[:1] == b"<" else "a body without an OAuth2 error"
-            return TokenResponseError(
-                f"plugin 'oauth2': the {what} {endpoint} answered HTTP {status} with {kind}; "
-                "check the endpoint URL and the client's registration",
-                endpoint=endpoint,
-                status_code=status,
-                customer_id=customer_id,
-            )
-        code = _clean(code, secrets, 64)
-        raw_description = data.get("error_description") if isinstance(data, dict) else None
-        description = (
-            _clean(raw_description, secrets, 300) if isinstance(raw_description, str) else None
-        )
-        cls = error_class(code)
-        said = f" ({description})" if description else ""
-        return cls(
-            f"plugin 'oauth2': the {what} {endpoint} answered {code}{said}; "
-            f"{_ADVICE.get(code, 'check the plugin settings against the server')}",
-            error=code,
-            error_description=description,
-            endpoint=endpoint,
-            status_code=status,
-            customer_id=customer_id,
-        )
-
-
-_ADVICE = {
-    "invalid_client": "check client_id and the client credentials (client_auth, client_secret, "
-    "signing key or certificate)",
-    "invalid_grant": "the grant (refresh token, assertion or subject token) was refused",
-    "unauthorized_client": "allow this grant type for the client on the server, or change grant",
-    "unsupported_grant_type": "the server does not offer this grant; change grant",
-    "invalid_scope": "check scope against what the client may ask for",
-    "invalid_request": "check the plugin settings (scope, audience, resource) against the server",
-}
+            self._close_if_idle()
 
 
 class _BodyTooLarge(Exception):
@@ -506,100 +406,3 @@ class _PastDeadline(Exception):
 
 # A timeout that fires this close to the deadline was the deadline's doing.
 _SLACK = 0.05
-
-
-# TLS alerts by which a server refuses the client's certificate, or the lack of one.
-_CLIENT_CERT_ALERTS = frozenset(
-    {
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "TLSV1_ALERT_ACCESS_DENIED",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    }
-)
-# TLS failures that may be transient (a dropped connection), left to the retry logic.
-_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    """The ``ssl.SSLError`` under an httpx exception (httpx -> httpcore -> ssl), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _tls_problem(exc: BaseException, what: str, endpoint: str, s: OAuth2Settings) -> str | None:
-    """A message for a TLS failure that retrying cannot fix; ``None`` for any other failure.
-    It names the settings that decide the failing side: ``ssl_context`` when one was given."""
-    cause = _ssl_cause(exc)
-    if cause is None or isinstance(cause, _TRANSIENT_SSL):
-        return None
-    # parse_settings refuses verify and cert beside an ssl_context of the app's own.
-    own = s.ssl_context is not None and s.cert is None and isinstance(s.verify, bool)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        detail = cause.verify_message or cause.reason or "certificate verify failed"
-        fix = (
-            "load the CA that issued it into 'ssl_context' (load_verify_locations)"
-            if own
-            else "set 'verify' to the CA bundle that issued it"
-        )
-        return (
-            f"plugin 'oauth2': the server certificate of the {what} {endpoint} could not be "
-            f"verified ({detail}); {fix}, or fix the server's certificate"
-        )
-    reason = str(cause.reason or type(cause).__name__)
-    shown = reason.lower().replace("_", " ")
-    if reason in _CLIENT_CERT_ALERTS:
-        if own:
-            return (
-                f"plugin 'oauth2': the {what} {endpoint} refused or missed the client "
-                f"certificate of the 'ssl_context' setting in the TLS handshake ({shown}); load "
-                "one issued by a CA the server trusts, for this client (load_cert_chain)"
-            )
-        if s.cert is None:
-            return (
-                f"plugin 'oauth2': the {what} {endpoint} requires a client certificate in the "
-                f"TLS handshake ({shown}) and none is configured; set 'cert'"
-            )
-        return (
-            f"plugin 'oauth2': the {what} {endpoint} refused the client certificate of the "
-            f"'cert' setting in the TLS handshake ({shown}); use a certificate issued by a CA "
-            "the server trusts, for this client"
-        )
-    settings = "'ssl_context' setting" if own else "'verify' and 'cert' settings"
-    return (
-        f"plugin 'oauth2': the TLS handshake with the {what} {endpoint} failed ({shown}); check "
-        f"the URL and the {settings}"
-    )
-
-
-def _clean(text: str, secrets: list[str], limit: int) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "<redacted>")
-    text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
