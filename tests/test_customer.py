@@ -83,3 +83,27 @@ def test_customers_differ_by_provider_and_repr_hides_it() -> None:
     assert Customer.create("a", one) != Customer.create("a", two)
     assert Customer.create("a", one).cache_key != Customer.create("a", two).cache_key
     assert repr(Customer.create("a", one)) == "Customer(id='a')"
+
+
+def test_a_cache_key_is_the_provider_itself_not_its_id_number() -> None:
+    """Cache keys of one provider are equal and hash alike; another provider's, or the bare id
+    number of this one, are not equal to it, and an unhashable provider is fine."""
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, needs_refresh: bool) -> None:
+            return None
+
+    provider = Unhashable()
+    key = Customer.create("a", provider).cache_key
+    again = Customer.create("a", provider).cache_key
+    assert key == again
+    assert hash(key) == hash(again)
+    assert {key: 1}[again] == 1
+    assert isinstance(key, tuple)
+    assert key != Customer.create("a", Unhashable()).cache_key
+    assert key[1] != id(provider)
+    assert key[1] == again[1]
+    assert not key[1] != again[1]  # noqa: SIM202  (__ne__ itself)
+    assert repr(key[1]) == "<provider Unhashable>"

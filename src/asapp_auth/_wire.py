@@ -109,6 +109,8 @@ class Wire(Generic[Req, Resp]):
         # Fixed for the pipeline's life; read on every request's cached path.
         self._attacher = pipeline._attacher
         self.lookup = _reader(pipeline._cache)
+        # Only a client that needs a redirect guard pays a call for it on every request.
+        self._guards = type(self).guard is not Wire.guard
 
     def is_target(self, request: Req) -> bool:
         """True when ``request`` goes to a configured origin (the cached path asks this)."""
@@ -147,7 +149,8 @@ class Wire(Generic[Req, Resp]):
                     proof=Proof(proofs, customer, entry.context, extra),
                 )
                 attachment.guard_data = None
-        self.guard(request, attachment)
+        if self._guards:
+            self.guard(request, attachment)
         return attachment
 
     def htu(self, request: Req) -> str:

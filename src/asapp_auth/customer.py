@@ -23,19 +23,27 @@ ContextProvider: TypeAlias = Callable[..., "Mapping[str, Any] | AuthContext | No
 """
 
 
-class _Identity:
-    """An object, compared by identity and hashed by ``id`` (providers may be unhashable)."""
+class _Identity(int):
+    """An object, compared by identity and hashed by ``id`` (providers may be unhashable).
 
-    __slots__ = ("obj",)
+    An ``int`` (the object's id) so that hashing it, on every cached request's lookup, is the
+    int's own hash rather than a call into Python; it holds the object, so that id stays its own.
+    """
 
-    def __init__(self, obj: object) -> None:
+    obj: object
+
+    def __new__(cls, obj: object) -> _Identity:
+        self = super().__new__(cls, id(obj))
         self.obj = obj
+        return self
 
-    def __hash__(self) -> int:
-        return id(self.obj)
+    __hash__ = int.__hash__
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Identity) and other.obj is self.obj
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
 
     def __repr__(self) -> str:
         return f"<provider {type(self.obj).__name__}>"
