@@ -2,10 +2,11 @@
 
 httpcore 1.0.9's sync pool (httpx's) can close a connection it has already assigned to a queued
 request: the assignment leaves the connection IDLE until the waiting thread starts on it, and
-another thread's pass, seeing an idle connection beyond ``max_keepalive_connections``, closes it.
-If the request had started by then, its socket is closed under it and, on Linux, it waits for its
-response until the read timeout. httpcore2 (httpx2's pool) keeps a connection referenced by a
-queued request out of the idle count and out of the connections it may close.
+another thread's pass, counting every connection (not only the idle ones) against
+``max_keepalive_connections``, closes it. The waiting request then fails on a closed socket
+(``ReadError`` in these runs), or, if it is already blocked reading, waits for the read timeout.
+httpcore2 (httpx2's pool) keeps a connection referenced by a queued request out of the idle
+count and out of the connections it may close.
 
 Each run sends ``threads`` x ``requests`` GETs through one client shared by all threads, released
 together, to a server on 127.0.0.1 in a child process (a ``FakePlatform`` that answers after a few

@@ -224,10 +224,19 @@ def environment(results: Path, found: dict[str, dict[str, Any]]) -> str:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             pass
-    newest = max((results / f"{name}.json").stat().st_mtime for name in found)
-    day = datetime.fromtimestamp(newest, UTC).date().isoformat()
+    # The day each results file was written: scenarios not run again keep their own.
+    days: dict[str, list[str]] = {}
+    for name in found:
+        written = (results / f"{name}.json").stat().st_mtime
+        day = datetime.fromtimestamp(written, UTC).date().isoformat()
+        days.setdefault(day, []).append(SCENARIOS[name].lower())
+    if len(days) == 1:
+        when = f"on {next(iter(days))}"
+    else:
+        when = "; ".join(f"{', '.join(names)} on {day}" for day, names in sorted(days.items()))
+        when = f"({when}; versions as installed for the latest)"
     return (
-        f"Measured on {day} with Python {platform.python_version()} on {platform.system()} "
+        f"Measured {when} with Python {platform.python_version()} on {platform.system()} "
         f"{platform.machine()} ({os.cpu_count()} CPUs, shared with other work: the figures are "
         f"noisy), {', '.join(versions)}."
     )
