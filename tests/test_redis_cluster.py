@@ -407,3 +407,25 @@ def test_classic_notices_move_to_another_node_when_theirs_fails(
     finally:
         cluster.restart(dead)
         cluster.wait_ok()
+
+
+def test_a_node_whose_port_was_taken_meanwhile_starts_on_other_ports(
+    cluster: RedisClusterServer,
+) -> None:
+    """A cluster whose chosen bus port another program took before the start (a connection's
+    local port, say) still starts: that node is started again on other ports."""
+    import socket
+
+    made = RedisClusterServer(3)
+    chosen = made.ports[0]
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", chosen + 10_000))
+        squatter.listen()
+        try:
+            made.start()
+            assert chosen not in made.ports
+            assert len(made.ports) == 3
+            assert all(made.info(port)["cluster_state"] == "ok" for port in made.ports)
+        finally:
+            made.close()

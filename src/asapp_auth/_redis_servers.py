@@ -31,13 +31,15 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def _cluster_ports(count: int) -> list[int]:
+def _cluster_ports(count: int, avoid: list[int] | None = None) -> list[int]:
     """Ports for cluster nodes: each node also listens on its port + 10000 (the cluster bus),
-    so both must be free and the port at most 55535."""
+    so both must be free and the port at most 55535; none of ``avoid``, nor their bus ports."""
     ports: list[int] = []
+    taken = list(avoid or [])
     while len(ports) < count:
         port = random.randrange(20_000, 55_535)  # noqa: S311 - not for secrets
-        if port in ports or port + 10_000 in ports or port - 10_000 in ports:
+        near = ports + taken
+        if port in near or port + 10_000 in near or port - 10_000 in near:
             continue
         try:
             with socket.socket() as one, socket.socket() as bus:
@@ -203,11 +205,33 @@ class RedisClusterServer:
             time.sleep(0.05)
         raise RuntimeError(f"Redis Cluster on ports {self.ports}: {what} within {timeout:g}s")
 
-    def start(self, timeout: float = 30.0) -> RedisClusterServer:
+    def _launch_all(self, timeout: float) -> None:
+        """Start every node; one that exits at once (its port or bus port taken since the ports
+        were chosen: another program's connection, say) is started again on other ports."""
         for port in self.ports:
             self._launch(port)
+        for _ in range(5):
+            self._wait("nodes did not start", self._started, timeout)
+            dead = [port for port in self.ports if not self.running(port)]
+            if not dead:
+                return
+            fresh = iter(_cluster_ports(len(dead), avoid=self.ports))
+            for port in dead:
+                self.processes.pop(port, None)
+                new = next(fresh)
+                self.ports[self.ports.index(port)] = new
+                self._launch(new)
+        raise RuntimeError(f"Redis Cluster on ports {self.ports}: nodes kept failing to start")
+
+    def _started(self) -> bool:
+        """Every node answers, or some node has exited (to be started on other ports)."""
+        if any(not self.running(port) for port in self.ports):
+            return True
+        return all(map(_answers, self.ports))
+
+    def start(self, timeout: float = 30.0) -> RedisClusterServer:
         try:
-            self._wait("nodes did not start", lambda: all(map(_answers, self.ports)), timeout)
+            self._launch_all(timeout)
             create = [_binary("redis-cli"), "--cluster", "create"]
             create += [f"127.0.0.1:{port}" for port in self.ports]
             create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
