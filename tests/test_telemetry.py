@@ -479,3 +479,57 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+class _TenantProvider:
+    """A provider plugin that apps register without a name, one instance per tenant."""
+
+    def __init__(self, claimed: str | None = None) -> None:
+        self.claimed = claimed
+
+    @hookimpl
+    def provide_context(self, customer: Customer) -> AuthContext:
+        raise ProviderError("upstream down", plugin=self.claimed)
+
+
+def _fail_once(plugin: object, name: str | None = None) -> None:
+    with AuthPipeline(origins=["https://api.chat.example"]) as pipeline:
+        pipeline.register(plugin, name=name)
+        pipeline.set_customer("cust@example.com")
+        with pytest.raises(ProviderError):
+            pipeline.get_context()
+
+
+def _plugin_labels(telemetry: TelemetryCapture) -> set[str]:
+    return {
+        attrs["asapp_auth.plugin"]
+        for metric in ("asapp_auth.provider.errors", "asapp_auth.provider.duration")
+        for attrs, _ in telemetry.points()[metric]
+    } | {
+        _attributes(span)["asapp_auth.plugin"]
+        for span in telemetry.spans()
+        if span.name == "asapp_auth.provide_context"
+    }
+
+
+def test_a_plugin_registered_without_a_name_is_labelled_by_its_class(
+    telemetry: TelemetryCapture,
+) -> None:
+    """Instances registered without a name (pluggy names them by id) share one series: their
+    class's qualified name."""
+    for _ in range(3):
+        _fail_once(_TenantProvider())
+    assert _plugin_labels(telemetry) == {"_TenantProvider"}
+    assert telemetry.value("asapp_auth.provider.errors", plugin="_TenantProvider") == 3
+
+
+def test_a_plugin_error_naming_anything_is_labelled_by_the_registered_plugin(
+    telemetry: TelemetryCapture,
+) -> None:
+    """The ``plugin`` a plugin puts on its own error reaches telemetry only when it is a
+    registered plugin's name; otherwise the error counts under the plugin that raised it."""
+    for tenant in range(3):
+        _fail_once(_TenantProvider(claimed=f"tenant-{tenant}"), name="tenants")
+    _fail_once(_TenantProvider(claimed="tenants"))
+    assert _plugin_labels(telemetry) == {"tenants", "_TenantProvider"}
+    assert telemetry.value("asapp_auth.provider.errors", plugin="tenants") == 3

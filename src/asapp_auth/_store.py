@@ -224,6 +224,8 @@ class ContextStore(PipelineState):
             stale = stale or refused
 
         late: list[float] = []
+        # The provider call's telemetry, whose bounded plugin label a failure is counted under.
+        calls: list[_telemetry.ProviderCall] = []
 
         def busy() -> BaseException:
             return no_thread_free(customer.id, self._provider_timeout, LIMIT)
@@ -235,8 +237,8 @@ class ContextStore(PipelineState):
             with provider_slot(flight, busy) if in_thread else contextlib.nullcontext():
                 asked_at = time.monotonic()
                 with _telemetry.provider_call(refresh) as call:
-                    context, plugin = self._ask(customer, refresh, previous, flight.deadline)
-                    call.plugin = plugin
+                    calls.append(call)
+                    context, plugin = self._ask(customer, refresh, previous, flight.deadline, call)
             took = time.monotonic() - asked_at
             if took > self._provider_timeout:
                 late.append(took)
@@ -267,7 +269,7 @@ class ContextStore(PipelineState):
                     entry = produce(None if stale is None else stale.context)
         except BaseException as exc:
             error = exc if isinstance(exc, AsappAuthError) else _wrap(exc, customer)
-            _telemetry.fetch_failed(error)
+            _telemetry.fetch_failed(error, calls[-1] if calls else None)
             # Out of the table before its waiters learn the outcome: a request arriving
             # meanwhile starts a new flight rather than take this failure for its own.
             self._drop_flight(key, flight)
@@ -302,8 +304,10 @@ class ContextStore(PipelineState):
         needs_refresh: bool,
         previous: AuthContext | None,
         deadline: float,
+        asking: _telemetry.ProviderCall,
     ) -> tuple[AuthContext, str]:
-        """Call ``provide_context`` implementations in order until one answers.
+        """Call ``provide_context`` implementations in order until one answers, telling
+        ``asking`` (telemetry) the label of each plugin asked.
 
         Done here rather than through pluggy's firstresult call so that errors and the cache can
         name the plugin that answered.
@@ -317,6 +321,7 @@ class ContextStore(PipelineState):
         call = HookCall(self._pm, "provide_context", kwargs)
         for impl in call.impls:
             name = impl.plugin_name
+            asking.plugin = _telemetry.plugin_label(name, impl.plugin)
             source = (
                 f"the context_provider of customer {customer.id!r}"
                 if name == CUSTOMER_PROVIDER
@@ -327,6 +332,8 @@ class ContextStore(PipelineState):
             except LoginRequiredError:
                 raise
             except ProviderError as exc:
+                if exc.plugin is not None and exc.plugin in self._plugin_labels():
+                    asking.plugin = exc.plugin
                 exc.plugin = exc.plugin or name
                 exc.customer_id = exc.customer_id or customer.id
                 raise
@@ -339,6 +346,7 @@ class ContextStore(PipelineState):
                     customer_id=customer.id,
                 ) from exc
             if result is None:
+                asking.plugin = "none"
                 continue
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
@@ -363,6 +371,11 @@ class ContextStore(PipelineState):
             "load()/set_customer(), or configure a provider plugin (plugins=[...])",
             customer_id=customer.id,
         )
+
+    def _plugin_labels(self) -> set[str]:
+        """The names a plugin's own error may give telemetry: the ones plugins are registered
+        under, never pluggy's object ids."""
+        return {name for name, _ in self._pm.list_name_plugin() if not name.isdigit()}
 
     def _token_expired(self, customer: Customer, context: AuthContext) -> None:
         self._notify("on_token_expired", pipeline=self, customer=customer, context=context)

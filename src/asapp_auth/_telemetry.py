@@ -322,8 +322,16 @@ def operation(name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
         span.set_attribute(OUTCOME, "ok")
 
 
+def plugin_label(name: str, plugin: object) -> str:
+    """The ``asapp_auth.plugin`` value of a plugin registered as ``name``: its name, or its
+    class's qualified name when pluggy named it by object id (one series per class, not per
+    instance)."""
+    return type(plugin).__qualname__ if name.isdigit() else name
+
+
 class ProviderCall:
-    """One provider call being recorded: the block sets ``plugin`` once one answers."""
+    """One provider call being recorded: the block sets ``plugin`` to the label of the plugin
+    being asked (``plugin_label``), ``none`` when none answered."""
 
     __slots__ = ("plugin",)
 
@@ -345,7 +353,6 @@ def provider_call(needs_refresh: bool) -> Iterator[ProviderCall]:
         try:
             yield call
         except BaseException as exc:
-            call.plugin = getattr(exc, "plugin", None) or call.plugin
             outcome = "login_required" if isinstance(exc, LoginRequiredError) else "error"
             raise
         finally:
@@ -366,11 +373,14 @@ def refresh_reason(ahead: bool, rejected: bool, none_cached: bool) -> str:
     return "none_cached" if none_cached else "expired"
 
 
-def fetch_failed(error: BaseException) -> None:
-    """A flight's fetch failed: a provider error, unless it says a login is needed."""
+def fetch_failed(error: BaseException, call: ProviderCall | None) -> None:
+    """A flight's fetch failed: a provider error, unless it says a login is needed. It is
+    counted under the label of the plugin ``call`` was asking, not the error's own ``plugin``
+    (a plugin may put anything there)."""
     if isinstance(error, LoginRequiredError):
         return
-    plugin = getattr(error, "plugin", None) or "none"
+    named = getattr(error, "plugin", None) is not None
+    plugin = call.plugin if named and call is not None else "none"
     count("provider.errors", {PLUGIN: plugin, ERROR_TYPE: type(error).__name__})
 
 
