@@ -10,6 +10,7 @@ import time
 import pytest
 
 from asapp_auth import AuthPipeline, Customer, hookimpl
+from asapp_auth.errors import ConfigurationError
 
 ORIGIN = "https://api.chat.example"
 
@@ -137,3 +138,18 @@ def test_aclear_tells_the_plugins_off_the_event_loop() -> None:
     loop_thread = asyncio.run(main())
     assert len(holder.cleared) == 1
     assert holder.cleared[0][0] != loop_thread
+
+
+def test_a_close_timeout_above_the_cap_is_refused_and_closes_nothing() -> None:
+    """close/aclose refuse a timeout above 300 s with ConfigurationError saying what to pass,
+    before telling any plugin; 300 s itself is accepted."""
+    holder = Holder()
+    pipeline = AuthPipeline(origins=[ORIGIN])
+    pipeline.register(holder)
+    with pytest.raises(ConfigurationError, match=r"timeout=1e\+09s.*at most 300s"):
+        pipeline.close(timeout=1e9)
+    with pytest.raises(ConfigurationError, match="at most 300s"):
+        asyncio.run(pipeline.aclose(timeout=300.5))
+    assert holder.closed == []
+    pipeline.close(timeout=300)
+    assert len(holder.closed) == 1

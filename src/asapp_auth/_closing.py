@@ -16,12 +16,15 @@ from typing import Self
 from ._checks import seconds as _seconds
 from ._state import PipelineState
 from ._workers import off_loop
+from .errors import ConfigurationError
 
-__all__ = ["CLOSE_TIMEOUT", "Closing"]
+__all__ = ["CLOSE_TIMEOUT", "MAX_CLOSE_TIMEOUT", "Closing"]
 
 log = logging.getLogger("asapp_auth")
 
 CLOSE_TIMEOUT = 10.0
+# Longer than any plugin's pending work should take; a larger timeout is a mistake, not a wish.
+MAX_CLOSE_TIMEOUT = 300.0
 # How long aclose() waits past the deadline for a plugin that overruns it.
 _GRACE = 1.0
 
@@ -34,7 +37,8 @@ class Closing(PipelineState):
         ``timeout`` seconds to finish its pending work, such as revocations.
 
         Leaving a ``with`` block calls it. Plugins may refuse work afterwards: close a
-        pipeline once you are done with it, as you would an ``httpx.Client``.
+        pipeline once you are done with it, as you would an ``httpx.Client``. A ``timeout`` that
+        is not a number of seconds from 0 to 300 raises ``ConfigurationError``.
         """
         self._notify("on_pipeline_closed", pipeline=self, deadline=self._deadline(timeout))
 
@@ -64,7 +68,14 @@ class Closing(PipelineState):
 
     @staticmethod
     def _deadline(timeout: float) -> float:
-        return time.monotonic() + _seconds("timeout", timeout)
+        seconds = _seconds("timeout", timeout)
+        if seconds > MAX_CLOSE_TIMEOUT:
+            raise ConfigurationError(
+                f"closing the pipeline: timeout={seconds:g}s is above the "
+                f"{MAX_CLOSE_TIMEOUT:g}s it may wait for its plugins' pending work: pass a "
+                f"timeout of at most {MAX_CLOSE_TIMEOUT:g}s"
+            )
+        return time.monotonic() + seconds
 
     def __enter__(self) -> Self:
         return self

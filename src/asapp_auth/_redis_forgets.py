@@ -3,15 +3,24 @@
 ``clear()`` may be called on an event loop, so the cache only queues the customer's key name;
 this thread runs the forget script (the entry goes, a tombstone stays, every process is told).
 A customer whose shard was down is kept aside and cleared once it answers again.
+
+The queue is bounded (``LIMIT`` names, each at most once: a forget still waiting covers a second
+clear of the same customer). When it is full, a clear is not dropped: the caller runs that
+customer's forget itself, as it would without a queue, and a warning says so once per backlog.
 """
 
 from __future__ import annotations
 
-import queue
+import logging
 import threading
 from collections.abc import Callable
 
 from ._redis_link import Down
+
+log = logging.getLogger("asapp_auth.redis_cache")
+
+# Distinct customers waiting to be forgotten before callers forget theirs themselves.
+LIMIT = 10_000
 
 
 class Forgets:
@@ -24,15 +33,35 @@ class Forgets:
         up: Callable[[str], bool],
         closed: threading.Event,
         count: Callable[[str], None],
+        limit: int = LIMIT,
     ) -> None:
         self._forget_now, self._up, self._closed, self._count = forget_now, up, closed, count
-        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._limit = limit
+        # Insertion-ordered and without duplicates: the names still to forget, oldest first.
+        self._waiting: dict[str, None] = {}
+        self._ready = threading.Condition(threading.Lock())
+        self._warned = False
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def put(self, name: str) -> None:
-        self._queue.put(name)
+        """Queue ``name`` for the thread; forget it here when ``LIMIT`` names already wait."""
+        with self._ready:
+            full = name not in self._waiting and len(self._waiting) >= self._limit
+            if not full:
+                self._waiting[name] = None
+                self._ready.notify()
+            warn, self._warned = full and not self._warned, self._warned or full
+        if full:
+            if warn:
+                log.warning(
+                    "the shared cache has %d cleared customers still to forget in Redis; until "
+                    "they are, each clear() forgets its customer in the caller's thread",
+                    self._limit,
+                )
+            self._forget(name)
+            return
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -56,15 +85,21 @@ class Forgets:
 
     def _run(self) -> None:
         while not self._closed.is_set():
-            try:
-                name = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if self._up(name):
-                try:
-                    self._forget_now(name)
+            with self._ready:
+                if not self._waiting:
+                    self._warned = False  # the backlog is gone: warn again at the next one
+                    self._ready.wait(timeout=1.0)
                     continue
-                except Down:
-                    self._count("fallbacks")
-            with self._lock:
-                self._pending.add(name)
+                name = next(iter(self._waiting))
+                del self._waiting[name]
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        if self._up(name):
+            try:
+                self._forget_now(name)
+                return
+            except Down:
+                self._count("fallbacks")
+        with self._lock:
+            self._pending.add(name)
