@@ -16,10 +16,19 @@ from urllib.parse import quote
 
 import pytest
 
-from asapp_auth import AuthContext, AuthPipeline, Customer, Verdict, get_plugin_manager, hookimpl
+from asapp_auth import (
+    AuthContext,
+    AuthPipeline,
+    ContextHeader,
+    Customer,
+    Verdict,
+    get_plugin_manager,
+    hookimpl,
+)
 from asapp_auth._any_client import ASYNC_KINDS, KINDS, open_client
 from asapp_auth._any_client import AnyClient as Session
 from asapp_auth.errors import (
+    AsappAuthError,
     LoginRequiredError,
     ProviderError,
     RedirectBlockedError,
@@ -692,3 +701,105 @@ def test_a_401_from_another_origin_after_a_redirect_is_handed_back(
     assert result.status == 401
     assert provider.calls == [False]
     assert "Authorization" not in elsewhere.received[0].headers
+
+
+def _hostile(a: str, b: str) -> dict[str, str]:
+    """Locations whose next hop some parser reads as ``a`` (configured) and another as ``b``."""
+    a_port, b_port = a.rsplit(":", 1)[1], b.rsplit(":", 1)[1]
+    return {
+        "backslash-userinfo": f"http://{a}\\@{b}/public",
+        "backslash-localhost": f"http://127.0.0.1:{a_port}\\@localhost:{b_port}/public",
+        "backslash-path": f"http://{b}\\{a}/public",
+        "userinfo": f"http://{a}@{b}/public",
+        "tab-userinfo": f"http://{a}\t@{b}/public",
+        "encoded-slash-userinfo": f"http://{a}%2F@{b}/public",
+        "scheme-relative": f"//{b}/public",
+        "scheme-relative-backslashes": f"\\\\{b}/public",
+        "slash-backslash": f"/\\{b}/public",
+        "localhost-same-port": f"http://localhost:{a_port}/public",
+    }
+
+
+_SHAPES = ("token", "headers-and-cookies", "context-header")
+
+
+def _shaped_pipeline(shape: str, platform: FakePlatform) -> tuple[AuthPipeline, tuple[str, ...]]:
+    """A pipeline loaded for alice in ``shape``, and the secrets that shape puts on a request."""
+    token = platform.issue_token("alice")
+    auth: dict[str, Any] = {"Token": token}
+    if shape != "token":
+        auth.update({"Headers": {"X-Session": "hdr-s3cr3t"}, "Cookies": {"sid": "ck-s3cr3t"}})
+    attach = ContextHeader() if shape == "context-header" else None
+    pipeline = AuthPipeline(origins=[platform.origin], attach=attach)
+    pipeline.load("alice", lambda needs_refresh: {"Auth": dict(auth)})
+    secrets = (token,) if shape != "headers-and-cookies" else (token, "hdr-s3cr3t", "ck-s3cr3t")
+    return pipeline, secrets
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+@pytest.mark.parametrize("name", sorted(_hostile("a:1", "b:2")))
+def test_a_hostile_location_takes_no_context_to_another_origin(
+    kind: str, platform: FakePlatform, elsewhere: FakePlatform, shape: str, name: str
+) -> None:
+    """Whatever host a client reads from a tricky Location, only a request addressed to the
+    configured origin carries any part of the context."""
+    pipeline, secrets = _shaped_pipeline(shape, platform)
+    netloc = platform.origin.split("//", 1)[1]
+    hop = _hostile(netloc, elsewhere.origin.split("//", 1)[1])[name]
+    opened = open_client(kind, pipeline)
+    try:
+        opened.request("GET", f"{platform.url}/redirect?to={quote(hop, safe='')}")
+    except AsappAuthError:
+        raise
+    except Exception:  # the client refused the Location: the hop went nowhere
+        pass
+    finally:
+        opened.close()
+    first = json.dumps(dict(platform.received[0].headers))
+    assert all(secret in first for secret in secrets)
+    arrived = [r for r in platform.received[1:] if r.headers.get("Host") != netloc]
+    for received in [*arrived, *elsewhere.received]:
+        raw = json.dumps(dict(received.headers)) + received.body.decode("latin-1")
+        assert not any(secret in raw for secret in secrets)
+
+
+def test_a_307_to_a_hostile_location_with_the_context_in_the_body_is_stopped(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, elsewhere: FakePlatform
+) -> None:
+    """A 307 through a backslashed authority that would resend Auth.Body elsewhere: refused,
+    or sent without it; never delivered with it."""
+    token = platform.issue_token("alice")
+    pipeline.load("alice", lambda needs_refresh: _full_context(token))
+    hop = _hostile(platform.origin.split("//", 1)[1], elsewhere.origin.split("//", 1)[1])
+    target = quote(hop["backslash-userinfo"], safe="")
+    try:
+        session.request(
+            "POST", f"{platform.url}/redirect?to={target}&status=307", json={"text": "hi"}
+        )
+    except RedirectBlockedError:
+        assert elsewhere.received == []
+    except AsappAuthError:
+        raise
+    except Exception:  # the client refused the Location
+        assert elsewhere.received == []
+    else:
+        for received in elsewhere.received:
+            _carries_nothing(received, token)
+
+
+@pytest.mark.parametrize("form", ["relative", "scheme-relative", "fragment"])
+def test_a_same_origin_redirect_in_any_ordinary_form_keeps_the_context(
+    session: Session, pipeline: AuthPipeline, platform: FakePlatform, form: str
+) -> None:
+    """A relative, scheme-relative or fragment-carrying Location to the platform keeps the
+    context on the hop."""
+    pipeline.load("alice", RecordingProvider(platform, "alice"))
+    netloc = platform.origin.split("//", 1)[1]
+    hop = {
+        "relative": "/v1/account",
+        "scheme-relative": f"//{netloc}/v1/account",
+        "fragment": f"http://{netloc}/v1/account#top",
+    }[form]
+    result = session.request("GET", f"{platform.url}/redirect?to={quote(hop, safe='')}")
+    assert result.status == 200
+    assert json.loads(result.body) == {"customer": "alice"}

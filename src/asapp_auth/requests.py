@@ -33,6 +33,7 @@ from requests.utils import requote_uri
 from urllib3.util import parse_url
 
 from . import _flow, _telemetry
+from ._requests_hop import next_hop_origin
 from ._wire import Wire, is_json, register_access, target_keys
 from .attach import Attachment
 from .classify import REFUSALS
@@ -243,20 +244,21 @@ class _Exchange:
         if attachment is None:
             return response
         request: requests.PreparedRequest = response.request
-        hop = _hop_url(response)
-        origin = _origin(hop)
-        if origin in self._auth._wire.origins:
+        origin = next_hop_origin(response)
+        if origin is not None and origin in self._auth._wire.origins:
             if attachment.cookies:
                 _cookies_into_jar(request, attachment, origin)
             if attachment.proof is not None:
-                self._lend(request, response, attachment.proof, hop)
+                self._lend(request, response, attachment.proof, _hop_url(response))
             return response
         keeps_body = response.status_code in (307, 308)
         if attachment.in_body and keeps_body and request.body:
             response.close()
             _telemetry.count("redirect.strips", {_telemetry.OUTCOME: "blocked"})
+            # Never the Location itself in the message: it is the server's, and may hold anything.
+            where = "an ambiguous Location" if origin is None else format_origin(origin)
             raise RedirectBlockedError(
-                f"a redirect to {format_origin(origin)}, an origin not configured for this "
+                f"a redirect to {where}, an origin not configured for this "
                 "pipeline, would carry the context merged into the request body; the request "
                 "was stopped. Add the origin to origins= if it is trusted, or disable redirects"
             )
