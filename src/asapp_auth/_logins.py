@@ -11,12 +11,12 @@ import logging
 
 from . import _telemetry
 from ._flight import Flight
-from ._logids import logged
 from ._ops import Login
 from ._state import PipelineState
 from ._workers import spawn
 from .customer import Customer
 from .errors import LoginRequiredError
+from .logids import logged
 
 __all__ = ["Logins"]
 

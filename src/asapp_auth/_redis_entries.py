@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ._logids import logged
 from ._redis_keys import digits, gen_of
 from .cache import CachedContext
 from .context import AuthContext
 from .customer import Customer
 from .errors import InvalidContextError
+from .logids import logged
 from .sealing import KeyRing, UnsealError
 
 

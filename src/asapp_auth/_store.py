@@ -23,7 +23,6 @@ from . import _telemetry
 from ._admit import admit
 from ._flight import Flight
 from ._hookcalls import HookCall
-from ._logids import logged
 from ._ops import Fetch
 from ._state import CUSTOMER_PROVIDER, PipelineState
 from ._timeouts import answered_late, no_thread_free, not_answered_yet
@@ -40,6 +39,7 @@ from .errors import (
     ProviderTimeoutError,
 )
 from .hookspecs import hookimpl
+from .logids import logged
 
 __all__ = ["ContextStore", "CustomerProvider"]
 

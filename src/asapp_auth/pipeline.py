@@ -27,7 +27,6 @@ from ._closing import Closing
 from ._flight import Flight
 from ._flow import auth_flow_async, auth_flow_sync
 from ._httpx_wire import HttpxWire, register_httpx_module
-from ._logids import logged
 from ._logins import Logins
 from ._refusals import Refusals
 from ._rejection import OnRejection, check_on_rejection
@@ -44,6 +43,7 @@ from .errors import (
     AsappAuthError,
     ConfigurationError,
 )
+from .logids import logged
 from .origins import AsyncRedirectGuard, Origin, RedirectGuard, parse_origins
 from .paths import relative_to
 from .plugins import discover, get_plugin_manager, load_plugin, register_plugin

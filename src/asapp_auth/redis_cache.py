@@ -41,11 +41,11 @@ from typing import Any
 from . import _telemetry
 from ._checks import seconds
 from ._hints import extra_hint
-from ._logids import logged
 from .cache import CachedContext, MemoryContextCache
 from .context import AuthContext
 from .customer import Customer
 from .errors import ConfigurationError, InvalidContextError
+from .logids import logged
 from .sealing import KeyRing
 
 try:

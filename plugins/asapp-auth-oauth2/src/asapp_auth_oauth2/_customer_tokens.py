@@ -21,6 +21,7 @@ from typing import Any
 import cachetools
 
 from asapp_auth.errors import ProviderError, type_with_article
+from asapp_auth.logids import logged
 
 from ._response import TokenResponse
 from .errors import SessionGoneError
@@ -44,10 +45,10 @@ def hand_to_app(
         callback(customer_id, new)
     except Exception as exc:
         log.warning(
-            "plugin 'oauth2': %s raised %s for customer %r; the new %s is kept in memory only",
+            "plugin 'oauth2': %s raised %s for customer %s; the new %s is kept in memory only",
             name,
             type(exc).__name__,
-            customer_id,
+            logged(customer_id),
             what,
         )
 

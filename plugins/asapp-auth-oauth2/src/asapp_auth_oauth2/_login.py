@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from asapp_auth.errors import ProviderError, type_with_article
+from asapp_auth.logids import logged
 from asapp_auth.otel import token_request
 
 from ._device import DEVICE_GRANT, DeviceCode, parse_device_code, poll, print_device_code
@@ -93,7 +94,7 @@ class Login:
         if self._provider.settings.on_token is not None:
             self._provider._announce(customer_id, response)  # the app may keep it (a restart)
         pipeline.set_customer(customer_id)
-        log.info("plugin 'oauth2': customer %r logged in (%s login)", customer_id, method)
+        log.info("plugin 'oauth2': customer %s logged in (%s login)", logged(customer_id), method)
         return True
 
     # -- the two ways in ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import httpx
 
 from asapp_auth import AuthContext, Customer, hookimpl
 from asapp_auth.errors import ProviderError, ProviderTimeoutError
+from asapp_auth.logids import logged
 from asapp_auth.otel import token_request
 
 from ._cache import SlotBusy, TokenCache
@@ -447,9 +448,9 @@ class OAuth2Provider:
         if rotated is not None:
             tokens.insert(0, (rotated, "refresh_token"))
         log.info(
-            "plugin 'oauth2': customer %r was cleared while its token was being fetched; the new "
+            "plugin 'oauth2': customer %s was cleared while its token was being fetched; the new "
             "tokens are %s",
-            customer_id,
+            logged(customer_id),
             "revoked" if revoke else "dropped",
         )
         if revoke:

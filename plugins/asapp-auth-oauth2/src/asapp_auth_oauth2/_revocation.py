@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from asapp_auth.errors import ProviderError
+from asapp_auth.logids import logged
 
 if TYPE_CHECKING:
     from ._provider import OAuth2Provider
@@ -67,9 +68,9 @@ class Revocations:
         with self._cond:
             if self._closed:
                 log.warning(
-                    "plugin 'oauth2' is closed: the tokens of customer %r are forgotten without "
+                    "plugin 'oauth2' is closed: the tokens of customer %s are forgotten without "
                     "being revoked",
-                    customer_id,
+                    logged(customer_id),
                 )
                 return
             if len(self._jobs) >= self._max_pending:
@@ -114,8 +115,8 @@ class Revocations:
                 self._send(job.customer_id, job.tokens, job.deadline)
             except Exception as exc:  # the worker must go on; the kind of failure, no text
                 log.warning(
-                    "plugin 'oauth2': revoking the tokens of customer %r failed (%s)",
-                    job.customer_id,
+                    "plugin 'oauth2': revoking the tokens of customer %s failed (%s)",
+                    logged(job.customer_id),
                     type(exc).__name__,
                 )
             finally:
@@ -130,7 +131,9 @@ class Revocations:
             token_endpoint = provider.token_endpoint(deadline) if endpoint else None
         except ProviderError as exc:
             log.warning(
-                "plugin 'oauth2': the tokens of customer %r are not revoked: %s", customer_id, exc
+                "plugin 'oauth2': the tokens of customer %s are not revoked: %s",
+                logged(customer_id),
+                exc,
             )
             return 0
         if endpoint is None or token_endpoint is None:
@@ -155,9 +158,9 @@ class Revocations:
                 )
             except ProviderError as exc:
                 log.warning(
-                    "plugin 'oauth2': revoking the %s of customer %r failed: %s",
+                    "plugin 'oauth2': revoking the %s of customer %s failed: %s",
                     _KINDS.get(hint, hint),
-                    customer_id,
+                    logged(customer_id),
                     exc,
                 )
             else:
